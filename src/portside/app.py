@@ -1,0 +1,80 @@
+"""Assembles Portside: stores -> services -> HTTP surfaces, as one ASGI application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from portside.blobs.filesystem import FilesystemBlobStore
+from portside.config import Settings
+from portside.http.accesslog import AccessLog
+from portside.http.base_url import BaseUrl
+from portside.http.distribution.routes import Distribution
+from portside.http.errors import http_error, registry_error, unexpected_error
+from portside.logs import configure_logging
+from portside.metadata.database import Database, make_engine
+from portside.registry.errors import RegistryError
+from portside.registry.service import Registry
+from portside.registry.uploads import Uploads
+
+log = logging.getLogger("portside")
+
+
+async def healthz(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.load()
+    configure_logging(settings)
+    db = Database(make_engine(settings.effective_database_url, fsync=settings.fsync))
+    store = FilesystemBlobStore(settings.data_dir.resolve(), fsync=settings.fsync)
+    registry = Registry(db, store, max_manifest_bytes=settings.max_manifest_bytes)
+    uploads = Uploads(db, store, registry, ttl_seconds=settings.upload_ttl_seconds)
+    distribution = Distribution(registry, uploads, BaseUrl(settings.trusted_proxy_networks()))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(_expire_uploads(uploads, settings.upload_ttl_seconds))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            uploads.close()
+            db.close()
+
+    app = Starlette(
+        routes=[Route("/healthz", healthz, methods=["GET"]), *distribution.routes()],
+        middleware=[Middleware(AccessLog, json_format=settings.log_format == "json")],
+        exception_handlers={
+            RegistryError: registry_error,
+            HTTPException: http_error,
+            Exception: unexpected_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.uploads = uploads
+    return app
+
+
+async def _expire_uploads(uploads: Uploads, ttl_seconds: int) -> None:
+    interval = max(1.0, min(ttl_seconds / 4, 600.0))
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            expired = await uploads.expire()
+            if expired:
+                log.info("expired %d abandoned uploads", expired)
+        except Exception:
+            log.exception("expiring uploads failed; will retry")

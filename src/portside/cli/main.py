@@ -1,0 +1,113 @@
+"""The `portside` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from portside.config import CONFIG_FILE_ENV, Settings
+
+app = typer.Typer(
+    help="Portside: a self-hosted container registry.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")]
+DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (PORTSIDE_DATA_DIR).")]
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def load_settings(config: Path | None, **overrides: Any) -> Settings:
+    """Put flags into the environment (so worker processes see them too), then read the settings."""
+    if config is not None:
+        os.environ[CONFIG_FILE_ENV] = str(config)
+    for key, value in overrides.items():
+        if value is not None:
+            os.environ[f"PORTSIDE_{key.upper()}"] = str(value)
+    try:
+        return Settings.load()
+    except (ValidationError, ValueError) as exc:
+        fail(_settings_error(exc))
+        raise AssertionError from exc  # unreachable: fail() exits
+
+
+def _settings_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return f"invalid setting {where}: {first['msg']}"
+    return str(exc)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (PORTSIDE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (PORTSIDE_PORT).")] = None,
+    data_dir: DataDirOption = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes; 0 = one per CPU.")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate for HTTPS.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key for HTTPS.")] = None,
+    log_format: Annotated[str | None, typer.Option(help="text or json.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the registry."""
+    settings = load_settings(
+        config,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        workers=workers,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        log_format=log_format,
+    )
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        fail("--tls-cert and --tls-key go together")
+    from portside.server import serve as run_server
+
+    run_server(settings)
+
+
+@config_app.command("show")
+def config_show(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the effective configuration."""
+    settings = load_settings(config, data_dir=data_dir)
+    values = settings.model_dump(mode="json")
+    values["effective_workers"] = settings.effective_workers
+    values["effective_database_url"] = settings.effective_database_url
+    if as_json:
+        typer.echo(json.dumps(values, indent=2))
+        return
+    width = max(len(key) for key in values)
+    for key, value in values.items():
+        typer.echo(f"{key:<{width}}  {value}")
+
+
+@app.command()
+def migrate(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Apply database migrations (serve does this on start)."""
+    from portside.metadata.database import upgrade
+
+    settings = load_settings(config, data_dir=data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.effective_database_url)
+    typer.echo("database is up to date")
+
+
+def main() -> None:
+    sys.exit(app())

@@ -1,0 +1,94 @@
+"""Portside's settings: defaults < config file (TOML) < PORTSIDE_* environment < command-line flags.
+
+The command line writes its flags into the environment before the server starts, so that every
+worker process reads exactly the same settings with `Settings.load()`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE_ENV = "PORTSIDE_CONFIG"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PORTSIDE_", extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(5000, ge=0, le=65535, description="TCP port to listen on.")
+    data_dir: Path = Field(Path("portside-data"), description="Where metadata and blobs live.")
+    workers: int = Field(0, ge=0, description="Worker processes; 0 means one per CPU.")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in the data directory.")
+    max_manifest_bytes: int = Field(4 * 1024 * 1024, gt=0, description="Largest manifest accepted.")
+    upload_ttl_seconds: int = Field(24 * 3600, gt=0, description="Abandoned uploads expire after this.")
+    fsync: bool = Field(True, description="fsync blobs and the database before acknowledging a write.")
+    tls_cert: Path | None = Field(None, description="PEM certificate; serves HTTPS with tls_key.")
+    tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks whose X-Forwarded-Proto/Host headers are honoured.",
+    )
+    log_format: Literal["text", "json"] = Field("text", description="Access log format.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls) -> Settings:
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file and not Path(config_file).is_file():
+            raise ValueError(f"config file {config_file} does not exist")
+        return cls()
+
+    @property
+    def effective_workers(self) -> int:
+        return self.workers or (os.cpu_count() or 1)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'portside.db'}"
+
+    @property
+    def blob_root(self) -> Path:
+        return self.data_dir.resolve() / "blobs"
+
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(item, strict=False) for item in self.trusted_proxies]

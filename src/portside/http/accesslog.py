@@ -1,0 +1,67 @@
+"""One structured access-log line per request, and the headers every response carries."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("portside.access")
+
+API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
+
+
+class AccessLog:
+    """Pure ASGI middleware (no per-request Request objects): cheap on the hot paths."""
+
+    def __init__(self, app: ASGIApp, *, json_format: bool) -> None:
+        self.app = app
+        self.json_format = json_format
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+        sent = 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), API_VERSION_HEADER]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if log.isEnabledFor(logging.INFO):
+                self._log(scope, status or 500, sent, time.perf_counter() - started)
+
+    def _log(self, scope: Scope, status: int, sent: int, duration: float) -> None:
+        client = scope.get("client")
+        fields = {
+            "client": client[0] if client else "-",
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "bytes": sent,
+            "duration_ms": round(duration * 1000, 2),
+        }
+        if self.json_format:
+            log.info(json.dumps(fields))
+        else:
+            log.info(
+                '%s "%s %s" %s %s %.2fms',
+                fields["client"],
+                fields["method"],
+                fields["path"],
+                status,
+                sent,
+                fields["duration_ms"],
+            )

@@ -1,0 +1,259 @@
+"""The OCI Distribution API (`/v2/...`): what docker, podman, skopeo, containerd and oras speak."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from portside.http.base_url import BaseUrl
+from portside.registry.errors import (
+    BlobUploadInvalid,
+    DigestInvalid,
+    RangeNotSatisfiable,
+    SizeInvalid,
+    Unsupported,
+)
+from portside.registry.manifests import OCI_INDEX
+from portside.registry.references import Digest, validate_name
+from portside.registry.service import Page, Registry
+from portside.registry.uploads import Uploads
+
+_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)")
+_EMPTY_DIGEST = str(Digest.of(b""))
+
+
+@dataclass(frozen=True)
+class Distribution:
+    registry: Registry
+    uploads: Uploads
+    base_url: BaseUrl
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v2/", self.root, methods=["GET"]),
+            Route("/v2/_catalog", self.catalog, methods=["GET"]),
+            Route("/v2/{name:path}/tags/list", self.tags_list, methods=["GET"]),
+            Route("/v2/{name:path}/manifests/{reference}", self.manifest, methods=["GET", "PUT", "DELETE"]),
+            Route("/v2/{name:path}/blobs/uploads/", self.upload_start, methods=["POST"]),
+            Route("/v2/{name:path}/blobs/uploads", self.upload_start, methods=["POST"]),
+            Route("/v2/{name:path}/blobs/uploads/{upload_id}", self.upload, methods=["GET", "PATCH", "PUT", "DELETE"]),
+            Route("/v2/{name:path}/blobs/{digest}", self.blob, methods=["GET", "DELETE"]),
+            Route("/v2/{name:path}/referrers/{digest}", self.referrers, methods=["GET"]),
+        ]
+
+    # -- base and discovery --------------------------------------------------------------------
+
+    async def root(self, _request: Request) -> Response:
+        return JSONResponse({})
+
+    async def catalog(self, request: Request) -> Response:
+        n, last = _pagination(request)
+        page = await self.registry.catalog(n, last)
+        return _paged(JSONResponse({"repositories": page.items}), "/v2/_catalog", page, n)
+
+    async def tags_list(self, request: Request) -> Response:
+        name = validate_name(request.path_params["name"])
+        n, last = _pagination(request)
+        page = await self.registry.tags(name, n, last)
+        return _paged(JSONResponse({"name": name, "tags": page.items}), f"/v2/{name}/tags/list", page, n)
+
+    async def referrers(self, request: Request) -> Response:
+        name = validate_name(request.path_params["name"])
+        digest = Digest.parse(request.path_params["digest"])
+        artifact_type = request.query_params.get("artifactType") or None
+        descriptors = await self.registry.referrers(name, digest, artifact_type)
+        headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else None
+        body = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
+        return JSONResponse(body, media_type=OCI_INDEX, headers=headers)
+
+    # -- manifests -----------------------------------------------------------------------------
+
+    async def manifest(self, request: Request) -> Response:
+        name = validate_name(request.path_params["name"])
+        reference = request.path_params["reference"]
+        if request.method in ("GET", "HEAD"):
+            found = await self.registry.get_manifest(name, reference)
+            headers = {"Docker-Content-Digest": found.digest, "Content-Length": str(len(found.payload))}
+            body = b"" if request.method == "HEAD" else found.payload
+            return Response(body, media_type=found.media_type, headers=headers)
+        if request.method == "DELETE":
+            await self.registry.delete_manifest(name, reference)
+            return Response(status_code=202)
+        payload = await self._read_manifest_body(request)
+        parsed = await self.registry.put_manifest(name, reference, payload, request.headers.get("content-type", ""))
+        headers = {
+            "Location": f"{self.base_url(request)}/v2/{name}/manifests/{parsed.digest}",
+            "Docker-Content-Digest": str(parsed.digest),
+        }
+        if parsed.subject:
+            headers["OCI-Subject"] = parsed.subject
+        return Response(status_code=201, headers=headers)
+
+    async def _read_manifest_body(self, request: Request) -> bytes:
+        limit = self.registry.max_manifest_bytes
+        declared = _content_length(request)
+        too_big = SizeInvalid(f"manifest is larger than the {limit} bytes this registry accepts", status=413)
+        if declared is not None and declared > limit:
+            raise too_big
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_big
+        return bytes(body)
+
+    # -- blobs ---------------------------------------------------------------------------------
+
+    async def blob(self, request: Request) -> Response:
+        name = validate_name(request.path_params["name"])
+        digest = Digest.parse(request.path_params["digest"])
+        if request.method == "DELETE":
+            await self.registry.delete_blob(name, digest)
+            return Response(status_code=202)
+        size = await self.registry.blob_size(name, digest)
+        headers = {"Docker-Content-Digest": str(digest), "Accept-Ranges": "bytes", "ETag": f'"{digest}"'}
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(size)
+            return Response(media_type="application/octet-stream", headers=headers)
+        _check_range(request.headers.get("range"), size)
+        return FileResponse(self.registry.blob_path(digest), media_type="application/octet-stream", headers=headers)
+
+    # -- uploads -------------------------------------------------------------------------------
+
+    def _upload_location(self, request: Request, name: str, upload_id: str) -> str:
+        return f"{self.base_url(request)}/v2/{name}/blobs/uploads/{upload_id}"
+
+    def _blob_created(self, request: Request, name: str, digest: Digest) -> Response:
+        headers = {
+            "Location": f"{self.base_url(request)}/v2/{name}/blobs/{digest}",
+            "Docker-Content-Digest": str(digest),
+        }
+        return Response(status_code=201, headers=headers)
+
+    def _upload_accepted(self, request: Request, name: str, upload_id: str, size: int, status: int = 202) -> Response:
+        headers = {
+            "Location": self._upload_location(request, name, upload_id),
+            "Range": f"0-{max(size - 1, 0)}",
+            "Docker-Upload-UUID": upload_id,
+        }
+        return Response(status_code=status, headers=headers)
+
+    async def upload_start(self, request: Request) -> Response:
+        name = validate_name(request.path_params["name"])
+        params = request.query_params
+        if mount := params.get("mount"):
+            digest = Digest.parse(mount)
+            if await self.registry.mount(name, digest, params.get("from") or None):
+                return self._blob_created(request, name, digest)
+        elif (digest_param := params.get("digest")) is not None:
+            digest = Digest.parse(digest_param)
+            if _has_body(request) or str(digest) == _EMPTY_DIGEST:
+                try:
+                    await self.uploads.monolithic(name, digest, _stream(request), _content_length(request))
+                except ClientDisconnect:
+                    return Response(status_code=400)
+                return self._blob_created(request, name, digest)
+        upload_id = await self.uploads.start(name)
+        return self._upload_accepted(request, name, upload_id, 0)
+
+    async def upload(self, request: Request) -> Response:
+        name = validate_name(request.path_params["name"])
+        upload_id = request.path_params["upload_id"]
+        try:
+            if request.method == "GET":
+                size = await self.uploads.status(name, upload_id)
+                return self._upload_accepted(request, name, upload_id, size, status=204)
+            if request.method == "DELETE":
+                await self.uploads.cancel(name, upload_id)
+                return Response(status_code=204)
+            if request.method == "PATCH":
+                content_range = _content_range(request.headers.get("content-range"))
+                size = await self.uploads.append(
+                    name, upload_id, _stream(request), content_range, _content_length(request)
+                )
+                return self._upload_accepted(request, name, upload_id, size)
+            digest_param = request.query_params.get("digest")
+            if not digest_param:
+                raise DigestInvalid("the digest query parameter is required to complete an upload")
+            digest = Digest.parse(digest_param)
+            await self.uploads.finish(name, upload_id, digest, _stream(request), _content_length(request))
+            return self._blob_created(request, name, digest)
+        except ClientDisconnect:
+            # Nobody is left to read an answer; what this request sent has been discarded.
+            return Response(status_code=400)
+
+
+def _stream(request: Request) -> AsyncIterator[bytes]:
+    return request.stream()
+
+
+def _has_body(request: Request) -> bool:
+    length = _content_length(request)
+    return (length is not None and length > 0) or "chunked" in request.headers.get("transfer-encoding", "")
+
+
+def _content_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise SizeInvalid(f"Content-Length {value!r} is not a non-negative integer")
+    return int(value)
+
+
+def _content_range(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    match = _CONTENT_RANGE.fullmatch(value.strip())
+    if not match:
+        raise BlobUploadInvalid(f"Content-Range {value!r} is malformed; expected <start>-<end>, e.g. 0-1023")
+    start, end = int(match[1]), int(match[2])
+    if end < start:
+        raise RangeNotSatisfiable(f"Content-Range {value!r} ends before it starts")
+    return start, end
+
+
+def _check_range(value: str | None, size: int) -> None:
+    """Validate a Range header up front, so a bad one gets a spec error rather than plain text."""
+    if value is None:
+        return
+    match = re.fullmatch(r"bytes=(\d*)-(\d*)", value.strip())
+    if not match or match[1] == match[2] == "":
+        raise Unsupported(
+            f"Range {value!r} is not supported; send a single range such as bytes=0-1023",
+            status=416,
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    start = int(match[1]) if match[1] else None
+    end = int(match[2]) if match[2] else None
+    if start is None:
+        if end == 0:
+            raise RangeNotSatisfiable(f"Range {value!r} selects no bytes", headers={"Content-Range": f"bytes */{size}"})
+        return
+    if start >= size or (end is not None and end < start):
+        raise RangeNotSatisfiable(
+            f"Range {value!r} is outside the blob's {size} bytes", headers={"Content-Range": f"bytes */{size}"}
+        )
+
+
+def _pagination(request: Request) -> tuple[int | None, str | None]:
+    raw_n = request.query_params.get("n")
+    n = None
+    if raw_n is not None:
+        if not raw_n.isdigit():
+            raise Unsupported(f"n={raw_n!r} is not a valid page size; use a non-negative integer")
+        n = int(raw_n)
+    return n, request.query_params.get("last") or None
+
+
+def _paged(response: Response, path: str, page: Page, n: int | None) -> Response:
+    if page.more and page.items:
+        query = urlencode({"n": n, "last": page.items[-1]}, quote_via=quote)
+        response.headers["Link"] = f'<{path}?{query}>; rel="next"'
+    return response

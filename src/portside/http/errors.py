@@ -1,0 +1,43 @@
+"""Turning errors into the OCI Distribution spec's JSON error bodies."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from portside.registry.errors import RegistryError
+
+log = logging.getLogger("portside.errors")
+
+
+def error_response(
+    code: str, message: str, status: int, detail: object = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    error: dict[str, object] = {"code": code, "message": message}
+    if detail is not None:
+        error["detail"] = detail
+    return JSONResponse({"errors": [error]}, status_code=status, headers=headers)
+
+
+async def registry_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RegistryError)
+    return error_response(exc.code, exc.message, exc.status, exc.detail, exc.headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_response("UNSUPPORTED", f"no such endpoint: {request.method} {request.url.path}", 404)
+    if exc.status_code == 405:
+        return error_response(
+            "UNSUPPORTED", f"{request.method} is not supported on {request.url.path}", 405, headers=exc.headers
+        )
+    return error_response("UNSUPPORTED", str(exc.detail), exc.status_code, headers=exc.headers)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response("UNKNOWN", "internal error; the server log has the details", 500)

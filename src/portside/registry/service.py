@@ -1,0 +1,346 @@
+"""The registry service: repositories, blobs, manifests, tags, referrers and the catalog.
+
+Everything that touches the database runs in `Database` threads; blob bytes go through the blob
+store. Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Connection, Select, and_, delete, select
+
+from portside.blobs.filesystem import FilesystemBlobStore
+from portside.metadata.database import Database
+from portside.metadata.schema import (
+    blobs,
+    manifest_references,
+    manifests,
+    repositories,
+    repository_blobs,
+    tags,
+)
+from portside.registry.errors import (
+    BlobUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestUnknown,
+    NameUnknown,
+    SizeInvalid,
+)
+from portside.registry.manifests import ParsedManifest, parse_manifest
+from portside.registry.references import Digest, parse_reference
+
+MAX_PAGE = 1000
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    digest: str
+    media_type: str
+    payload: bytes
+    subject: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[str]
+    more: bool
+
+
+def _repository_id(conn: Connection, name: str) -> int | None:
+    return conn.execute(select(repositories.c.id).where(repositories.c.name == name)).scalar()
+
+
+def _require_repository(conn: Connection, name: str) -> int:
+    repository_id = _repository_id(conn, name)
+    if repository_id is None:
+        raise NameUnknown(f"repository {name} is not known to this registry", detail={"name": name})
+    return repository_id
+
+
+class Registry:
+    def __init__(self, db: Database, store: FilesystemBlobStore, *, max_manifest_bytes: int) -> None:
+        self.db = db
+        self.store = store
+        self.max_manifest_bytes = max_manifest_bytes
+
+    # -- repositories --------------------------------------------------------------------------
+
+    def ensure_repository(self, conn: Connection, name: str) -> int:
+        repository_id = _repository_id(conn, name)
+        if repository_id is not None:
+            return repository_id
+        stmt = self.db.insert(repositories).values(name=name, created_at=now())
+        conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
+        return _require_repository(conn, name)
+
+    async def catalog(self, n: int | None, last: str | None) -> Page:
+        def query(conn: Connection) -> Page:
+            stmt = select(repositories.c.name).order_by(repositories.c.name)
+            if last:
+                stmt = stmt.where(repositories.c.name > last)
+            return _page(conn, stmt, n)
+
+        return await self.db.read(query)
+
+    # -- blobs ---------------------------------------------------------------------------------
+
+    async def blob_size(self, name: str, digest: Digest) -> int:
+        def query(conn: Connection) -> int | None:
+            return conn.execute(
+                select(blobs.c.size)
+                .select_from(repository_blobs.join(repositories).join(blobs))
+                .where(repositories.c.name == name, repository_blobs.c.digest == str(digest))
+            ).scalar()
+
+        size = await self.db.read(query)
+        if size is None:
+            raise BlobUnknown(f"blob {digest} is not in repository {name}", detail={"digest": str(digest)})
+        return size
+
+    def blob_path(self, digest: Digest) -> Path:
+        return self.store.local_path(str(digest))
+
+    async def delete_blob(self, name: str, digest: Digest) -> None:
+        def change(conn: Connection) -> int:
+            repository_id = _require_repository(conn, name)
+            return conn.execute(
+                delete(repository_blobs).where(
+                    repository_blobs.c.repository_id == repository_id,
+                    repository_blobs.c.digest == str(digest),
+                )
+            ).rowcount
+
+        if not await self.db.write(change):
+            raise BlobUnknown(f"blob {digest} is not in repository {name}", detail={"digest": str(digest)})
+
+    def link_blob(self, conn: Connection, name: str, digest: str, size: int) -> None:
+        """Record a verified blob and make it readable in repository `name`."""
+        conn.execute(
+            self.db.insert(blobs)
+            .values(digest=digest, size=size, created_at=now())
+            .on_conflict_do_nothing(index_elements=["digest"])
+        )
+        repository_id = self.ensure_repository(conn, name)
+        conn.execute(
+            self.db.insert(repository_blobs)
+            .values(repository_id=repository_id, digest=digest, created_at=now())
+            .on_conflict_do_nothing(index_elements=["repository_id", "digest"])
+        )
+
+    async def mount(self, name: str, digest: Digest, source: str | None) -> bool:
+        """Link an existing blob into `name`; False when it cannot be found (the caller uploads instead)."""
+
+        def change(conn: Connection) -> bool:
+            stmt = select(blobs.c.size).where(blobs.c.digest == str(digest))
+            if source is not None:
+                stmt = stmt.select_from(repository_blobs.join(repositories).join(blobs)).where(
+                    repositories.c.name == source, repository_blobs.c.digest == str(digest)
+                )
+            size = conn.execute(stmt.limit(1)).scalar()
+            if size is None or self.store.size(str(digest)) is None:
+                return False
+            self.link_blob(conn, name, str(digest), size)
+            return True
+
+        return await self.db.write(change)
+
+    # -- manifests -----------------------------------------------------------------------------
+
+    async def get_manifest(self, name: str, reference: str) -> StoredManifest:
+        ref = parse_reference(reference)
+
+        def query(conn: Connection) -> StoredManifest | None:
+            cols = (manifests.c.digest, manifests.c.media_type, manifests.c.payload, manifests.c.subject_digest)
+            if isinstance(ref, Digest):
+                stmt = (
+                    select(*cols)
+                    .select_from(manifests.join(repositories))
+                    .where(repositories.c.name == name, manifests.c.digest == str(ref))
+                )
+            else:
+                stmt = (
+                    select(*cols)
+                    .select_from(tags.join(repositories).join(manifests, manifests.c.id == tags.c.manifest_id))
+                    .where(repositories.c.name == name, tags.c.name == ref)
+                )
+            row = conn.execute(stmt).first()
+            if row is None:
+                _require_repository(conn, name)
+                return None
+            return StoredManifest(*row)
+
+        found = await self.db.read(query)
+        if found is None:
+            raise ManifestUnknown(
+                f"manifest {reference} is not in repository {name}", detail={"name": name, "reference": reference}
+            )
+        return found
+
+    async def put_manifest(self, name: str, reference: str, payload: bytes, content_type: str) -> ParsedManifest:
+        if len(payload) > self.max_manifest_bytes:
+            raise SizeInvalid(
+                f"manifest is {len(payload)} bytes; this registry accepts at most {self.max_manifest_bytes}",
+                status=413,
+            )
+        ref = parse_reference(reference)
+        algorithm = ref.algorithm if isinstance(ref, Digest) else "sha256"
+        parsed = parse_manifest(payload, content_type, algorithm)
+        if isinstance(ref, Digest) and parsed.digest != ref:
+            raise DigestInvalid(
+                f"manifest digest is {parsed.digest}, not {ref} as given in the URL",
+                detail={"expected": str(ref), "computed": str(parsed.digest)},
+            )
+        tag = None if isinstance(ref, Digest) else ref
+        await self.db.write(self._store_manifest, name, parsed, tag)
+        return parsed
+
+    def _store_manifest(self, conn: Connection, name: str, parsed: ParsedManifest, tag: str | None) -> None:
+        repository_id = self.ensure_repository(conn, name)
+        _check_references(conn, repository_id, name, parsed)
+        digest = str(parsed.digest)
+        inserted = conn.execute(
+            self.db.insert(manifests)
+            .values(
+                repository_id=repository_id,
+                digest=digest,
+                media_type=parsed.media_type,
+                artifact_type=parsed.artifact_type,
+                subject_digest=parsed.subject,
+                annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
+                payload=parsed.payload,
+                size=len(parsed.payload),
+                created_at=now(),
+            )
+            .on_conflict_do_nothing(index_elements=["repository_id", "digest"])
+        ).rowcount
+        manifest_id = conn.execute(
+            select(manifests.c.id).where(manifests.c.repository_id == repository_id, manifests.c.digest == digest)
+        ).scalar_one()
+        if inserted:
+            refs = [{"manifest_id": manifest_id, "digest": d, "kind": "blob"} for d in set(parsed.blob_digests)]
+            refs += [{"manifest_id": manifest_id, "digest": d, "kind": "manifest"} for d in set(parsed.child_digests)]
+            if refs:
+                conn.execute(self.db.insert(manifest_references).on_conflict_do_nothing(), refs)
+        if tag is not None:
+            stmt = self.db.insert(tags).values(
+                repository_id=repository_id, name=tag, manifest_id=manifest_id, updated_at=now()
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["repository_id", "name"],
+                    set_={"manifest_id": stmt.excluded.manifest_id, "updated_at": stmt.excluded.updated_at},
+                )
+            )
+
+    async def delete_manifest(self, name: str, reference: str) -> None:
+        ref = parse_reference(reference)
+
+        def change(conn: Connection) -> int:
+            repository_id = _require_repository(conn, name)
+            if isinstance(ref, Digest):
+                stmt = delete(manifests).where(
+                    manifests.c.repository_id == repository_id, manifests.c.digest == str(ref)
+                )
+            else:
+                stmt = delete(tags).where(tags.c.repository_id == repository_id, tags.c.name == ref)
+            return conn.execute(stmt).rowcount
+
+        if not await self.db.write(change):
+            raise ManifestUnknown(
+                f"manifest {reference} is not in repository {name}", detail={"name": name, "reference": reference}
+            )
+
+    # -- tags and referrers --------------------------------------------------------------------
+
+    async def tags(self, name: str, n: int | None, last: str | None) -> Page:
+        def query(conn: Connection) -> Page:
+            repository_id = _require_repository(conn, name)
+            stmt = select(tags.c.name).where(tags.c.repository_id == repository_id).order_by(tags.c.name)
+            if last:
+                stmt = stmt.where(tags.c.name > last)
+            return _page(conn, stmt, n)
+
+        return await self.db.read(query)
+
+    async def referrers(self, name: str, digest: Digest, artifact_type: str | None) -> list[dict[str, object]]:
+        def query(conn: Connection) -> list[dict[str, object]]:
+            repository_id = _require_repository(conn, name)
+            conditions = [manifests.c.repository_id == repository_id, manifests.c.subject_digest == str(digest)]
+            if artifact_type:
+                conditions.append(manifests.c.artifact_type == artifact_type)
+            rows = conn.execute(
+                select(
+                    manifests.c.media_type,
+                    manifests.c.size,
+                    manifests.c.digest,
+                    manifests.c.artifact_type,
+                    manifests.c.annotations,
+                )
+                .where(and_(*conditions))
+                .order_by(manifests.c.id)
+            )
+            result: list[dict[str, object]] = []
+            for media_type, size, ref_digest, ref_artifact_type, ref_annotations in rows:
+                descriptor: dict[str, object] = {"mediaType": media_type, "size": size, "digest": ref_digest}
+                if ref_artifact_type:
+                    descriptor["artifactType"] = ref_artifact_type
+                if ref_annotations:
+                    descriptor["annotations"] = json.loads(ref_annotations)
+                result.append(descriptor)
+            return result
+
+        return await self.db.read(query)
+
+
+def _check_references(conn: Connection, repository_id: int, name: str, parsed: ParsedManifest) -> None:
+    wanted = set(parsed.blob_digests)
+    if wanted:
+        present = set(
+            conn.execute(
+                select(repository_blobs.c.digest).where(
+                    repository_blobs.c.repository_id == repository_id, repository_blobs.c.digest.in_(wanted)
+                )
+            ).scalars()
+        )
+        missing = sorted(wanted - present)
+        if missing:
+            raise ManifestBlobUnknown(
+                f"manifest references blob {missing[0]}, which has not been pushed to {name}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                detail={"missing": missing},
+            )
+    children = set(parsed.child_digests)
+    if children:
+        present = set(
+            conn.execute(
+                select(manifests.c.digest).where(
+                    manifests.c.repository_id == repository_id, manifests.c.digest.in_(children)
+                )
+            ).scalars()
+        )
+        missing = sorted(children - present)
+        if missing:
+            raise ManifestBlobUnknown(
+                f"index references manifest {missing[0]}, which has not been pushed to {name}; "
+                "push the platform manifests before the index",
+                detail={"missing": missing},
+            )
+
+
+def _page(conn: Connection, stmt: Select[tuple[str]], n: int | None) -> Page:
+    if n is None:
+        return Page(list(conn.execute(stmt).scalars()), more=False)
+    if n == 0:
+        return Page([], more=False)
+    limit = min(n, MAX_PAGE)
+    items = list(conn.execute(stmt.limit(limit + 1)).scalars())
+    return Page(items[:limit], more=len(items) > limit)

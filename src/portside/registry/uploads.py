@@ -1,0 +1,275 @@
+"""Blob upload sessions: monolithic, chunked and resumable, in any worker and across restarts.
+
+A session's acknowledged size lives in the database and its bytes in the blob store. Bytes are
+hashed while they are written; the running hash is kept in this process as a shortcut and is
+recomputed from the stored bytes when the next request lands in another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, delete, select, update
+
+from portside.blobs.filesystem import FilesystemBlobStore
+from portside.blobs.store import UploadBusy
+from portside.metadata.database import Database
+from portside.metadata.schema import uploads
+from portside.registry.errors import (
+    BlobUploadUnknown,
+    DigestInvalid,
+    RangeNotSatisfiable,
+    SizeInvalid,
+)
+from portside.registry.references import Digest
+from portside.registry.service import Registry, now
+
+# Bytes are handed to a writer thread in buffers of this size, so that receiving the next
+# buffer overlaps with hashing and writing the previous one (hashlib and os.write drop the GIL).
+WRITE_BUFFER = 4 * 1024 * 1024
+DEFAULT_ALGORITHM = "sha256"
+T = TypeVar("T")
+
+
+class Uploads:
+    def __init__(self, db: Database, store: FilesystemBlobStore, registry: Registry, *, ttl_seconds: int) -> None:
+        self.db = db
+        self.store = store
+        self.registry = registry
+        self.ttl = timedelta(seconds=ttl_seconds)
+        self._hashers: dict[str, tuple[int, hashlib._Hash]] = {}
+        self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="upload")
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- session lifecycle ---------------------------------------------------------------------
+
+    async def start(self, name: str) -> str:
+        upload_id = str(uuid.uuid4())
+        await self._run(self.store.create_upload, upload_id)
+
+        def record(conn: Connection) -> None:
+            stamp = now()
+            conn.execute(
+                uploads.insert().values(id=upload_id, repository_name=name, size=0, created_at=stamp, updated_at=stamp)
+            )
+
+        await self.db.write(record)
+        return upload_id
+
+    async def status(self, name: str, upload_id: str) -> int:
+        def query(conn: Connection) -> int | None:
+            return conn.execute(
+                select(uploads.c.size).where(uploads.c.id == upload_id, uploads.c.repository_name == name)
+            ).scalar()
+
+        size = await self.db.read(query) if _valid_id(upload_id) else None
+        if size is None:
+            raise BlobUploadUnknown(
+                f"upload {upload_id} is not in progress for repository {name}; it may have expired, "
+                "been completed or cancelled: start a new upload with POST /v2/<name>/blobs/uploads/",
+                detail={"upload": upload_id},
+            )
+        return size
+
+    async def cancel(self, name: str, upload_id: str) -> None:
+        await self.status(name, upload_id)
+        await self.db.write(lambda conn: conn.execute(delete(uploads).where(uploads.c.id == upload_id)))
+        self._hashers.pop(upload_id, None)
+        await self._run(self.store.delete_upload, upload_id)
+
+    # -- receiving bytes -----------------------------------------------------------------------
+
+    async def append(
+        self,
+        name: str,
+        upload_id: str,
+        chunks: AsyncIterator[bytes],
+        content_range: tuple[int, int] | None,
+        content_length: int | None,
+    ) -> int:
+        offset = await self.status(name, upload_id)
+        if content_range is not None:
+            start, end = content_range
+            if start != offset:
+                raise RangeNotSatisfiable(
+                    f"chunk starts at byte {start}, but {offset} bytes have been received; "
+                    f"send the next chunk from byte {offset}",
+                    headers={"Range": _range_header(offset)},
+                    detail={"expected_start": offset},
+                )
+            if content_length is not None and content_length != end - start + 1:
+                raise RangeNotSatisfiable(
+                    f"Content-Range {start}-{end} covers {end - start + 1} bytes but Content-Length is "
+                    f"{content_length}",
+                    headers={"Range": _range_header(offset)},
+                )
+            content_length = end - start + 1
+        size = await self._receive(upload_id, offset, chunks, content_length)
+        await self._acknowledge(upload_id, offset, size)
+        return size
+
+    async def finish(
+        self, name: str, upload_id: str, digest: Digest, chunks: AsyncIterator[bytes], content_length: int | None
+    ) -> None:
+        offset = await self.status(name, upload_id)
+        size = await self._receive(upload_id, offset, chunks, content_length)
+        if size != offset:
+            await self._acknowledge(upload_id, offset, size)
+        await self._complete(name, upload_id, digest, size)
+
+    async def monolithic(
+        self, name: str, digest: Digest, chunks: AsyncIterator[bytes], content_length: int | None
+    ) -> None:
+        upload_id = await self.start(name)
+        try:
+            await self.finish(name, upload_id, digest, chunks, content_length)
+        except BaseException:
+            with contextlib.suppress(BlobUploadUnknown):
+                await self.cancel(name, upload_id)
+            raise
+
+    async def _receive(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes], expected: int | None) -> int:
+        hasher = await self._hasher_at(upload_id, offset)
+        try:
+            file = await self._run(self.store.open_upload, upload_id, offset)
+        except UploadBusy:
+            raise RangeNotSatisfiable(
+                f"another request is writing to upload {upload_id}; chunks must be sent one at a time",
+                headers={"Range": _range_header(offset)},
+            ) from None
+        self._hashers.pop(upload_id, None)  # the hash is only trusted again once this request succeeds
+
+        def write(data: bytearray) -> None:
+            file.write(data)
+            hasher.update(data)
+
+        received = 0
+        pending: asyncio.Future[None] | None = None
+        buffer = bytearray()
+        try:
+            async for chunk in chunks:
+                buffer += chunk
+                received += len(chunk)
+                if expected is not None and received > expected:
+                    raise SizeInvalid(f"request body is longer than its declared {expected} bytes")
+                if len(buffer) >= WRITE_BUFFER:
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.get_running_loop().run_in_executor(self._executor, write, buffer)
+                    buffer = bytearray()
+            if pending is not None:
+                await pending
+                pending = None
+            if buffer:
+                await self._run(write, buffer)
+            if expected is not None and received != expected:
+                raise SizeInvalid(f"request body has {received} bytes but its length was given as {expected}")
+        except BaseException:
+            # A client that vanished or lied about sizes: forget what it sent in this request.
+            if pending is not None:
+                with contextlib.suppress(BaseException):
+                    await pending
+            file.truncate(offset)
+            file.close()
+            raise
+        file.close()
+        self._hashers[upload_id] = (offset + received, hasher)
+        return offset + received
+
+    async def _hasher_at(self, upload_id: str, offset: int) -> hashlib._Hash:
+        cached = self._hashers.get(upload_id)
+        if cached is not None and cached[0] == offset:
+            return cached[1]
+        return await self._run(self._rehash, upload_id, offset, DEFAULT_ALGORITHM)
+
+    def _rehash(self, upload_id: str, length: int, algorithm: str) -> hashlib._Hash:
+        hasher = hashlib.new(algorithm)
+        for chunk in self.store.read_upload(upload_id, length):
+            hasher.update(chunk)
+        return hasher
+
+    async def _acknowledge(self, upload_id: str, old_size: int, new_size: int) -> None:
+        def change(conn: Connection) -> int:
+            return conn.execute(
+                update(uploads)
+                .where(uploads.c.id == upload_id, uploads.c.size == old_size)
+                .values(size=new_size, updated_at=now())
+            ).rowcount
+
+        if not await self.db.write(change):
+            self._hashers.pop(upload_id, None)
+            raise RangeNotSatisfiable(
+                f"upload {upload_id} changed while this chunk was written; "
+                "check its status with GET and resend from there"
+            )
+
+    async def _complete(self, name: str, upload_id: str, digest: Digest, size: int) -> None:
+        cached = self._hashers.pop(upload_id, None)
+        if digest.algorithm == DEFAULT_ALGORITHM and cached is not None and cached[0] == size:
+            actual = cached[1].hexdigest()
+        else:
+            actual = (await self._run(self._rehash, upload_id, size, digest.algorithm)).hexdigest()
+        if actual != digest.hex:
+            await self.cancel(name, upload_id)
+            raise DigestInvalid(
+                f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}; the upload was "
+                "discarded, push the blob again",
+                detail={"expected": str(digest), "computed": f"{digest.algorithm}:{actual}"},
+            )
+        await self._run(self.store.commit_upload, upload_id, str(digest), size)
+
+        def record(conn: Connection) -> None:
+            self.registry.link_blob(conn, name, str(digest), size)
+            conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+
+        await self.db.write(record)
+
+    # -- housekeeping --------------------------------------------------------------------------
+
+    async def expire(self) -> int:
+        """Forget uploads idle for longer than the TTL and reclaim their bytes."""
+        cutoff = now() - self.ttl
+
+        def change(conn: Connection) -> list[str]:
+            ids = list(conn.execute(select(uploads.c.id).where(uploads.c.updated_at < cutoff)).scalars())
+            if ids:
+                conn.execute(delete(uploads).where(uploads.c.id.in_(ids)))
+            return ids
+
+        expired = await self.db.write(change)
+        for upload_id in expired:
+            self._hashers.pop(upload_id, None)
+            await self._run(self.store.delete_upload, upload_id)
+        expired += await self._run(self._remove_orphans, cutoff.timestamp())
+        return len(expired)
+
+    def _remove_orphans(self, cutoff: float) -> list[str]:
+        """Files left by a crash between creating an upload's file and recording it."""
+        known = set(self.db.read_sync(lambda conn: list(conn.execute(select(uploads.c.id)).scalars())))
+        orphans = [upload_id for upload_id in self.store.stale_uploads(cutoff) if upload_id not in known]
+        for upload_id in orphans:
+            self.store.delete_upload(upload_id)
+        return orphans
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False)
+
+
+def _valid_id(upload_id: str) -> bool:
+    try:
+        return str(uuid.UUID(upload_id)) == upload_id
+    except ValueError:
+        return False
+
+
+def _range_header(size: int) -> str:
+    return f"0-{max(size - 1, 0)}"
