@@ -9,11 +9,12 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -35,7 +36,7 @@ class Settings(BaseSettings):
     fsync: bool = Field(True, description="fsync blobs and the database before acknowledging a write.")
     tls_cert: Path | None = Field(None, description="PEM certificate; serves HTTPS with tls_key.")
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
-    trusted_proxies: list[str] = Field(
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Addresses or networks whose X-Forwarded-Proto/Host headers are honoured.",
     )

@@ -1,0 +1,78 @@
+"""How the server presents itself: base URL behind proxies, access log, health, configuration."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.support.server import Server, running_server
+
+FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "registry.example.test"}
+
+
+def _upload_location(server: Server) -> str:
+    return httpx.post(f"{server.url}/v2/octo/proxy/blobs/uploads/", headers=FORWARDED).headers["location"]
+
+
+def test_forwarded_headers_are_ignored_from_untrusted_clients(registry: Server) -> None:
+    assert _upload_location(registry).startswith(f"http://{registry.host}/v2/octo/proxy/blobs/uploads/")
+
+
+def test_forwarded_headers_are_honoured_from_trusted_proxies(tmp_path: Path) -> None:
+    env = {"PORTSIDE_TRUSTED_PROXIES": "127.0.0.0/8"}
+    with running_server(tmp_path, "trusted-proxy", env=env) as server:
+        location = _upload_location(server)
+    assert location.startswith("https://registry.example.test/v2/octo/proxy/blobs/uploads/")
+
+
+def test_json_access_log_has_one_line_per_request(tmp_path: Path) -> None:
+    with running_server(tmp_path, "json-log", extra_args=["--log-format", "json"]) as server:
+        httpx.get(f"{server.url}/v2/", headers={"Authorization": "Bearer do-not-log-me"})
+        httpx.get(f"{server.url}/v2/octo/nothing/tags/list")
+    text = server.log_path.read_text()
+    assert "do-not-log-me" not in text
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    by_path = {line["path"]: line for line in lines}
+    assert by_path["/v2/"]["status"] == 200
+    assert by_path["/v2/"]["method"] == "GET"
+    assert by_path["/v2/octo/nothing/tags/list"]["status"] == 404
+    assert {"bytes", "duration_ms", "client"} <= by_path["/v2/"].keys()
+
+
+def test_healthz(registry: Server) -> None:
+    response = httpx.get(f"{registry.url}/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def _portside(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "portside", *args], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def test_config_show_merges_file_environment_and_flags(tmp_path: Path) -> None:
+    config = tmp_path / "portside.toml"
+    config.write_text('port = 6000\nlog_format = "json"\nmax_manifest_bytes = 1000\n')
+    env = {"PATH": "/usr/bin:/bin", "PORTSIDE_PORT": "7000"}
+    result = _portside("config", "show", "--json", "--config", str(config), "--data-dir", str(tmp_path / "d"), env=env)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["port"] == 7000  # the environment beats the file
+    assert shown["log_format"] == "json"  # from the file
+    assert shown["max_manifest_bytes"] == 1000
+    assert shown["data_dir"] == str(tmp_path / "d")  # the flag
+    assert shown["effective_database_url"] == f"sqlite:///{tmp_path / 'd' / 'portside.db'}"
+
+
+def test_bad_configuration_is_a_one_line_error(tmp_path: Path) -> None:
+    result = _portside("config", "show", env={"PATH": "/usr/bin:/bin", "PORTSIDE_PORT": "seventy"})
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: invalid setting port")
+    missing = _portside("config", "show", "--config", str(tmp_path / "nope.toml"), env={"PATH": "/usr/bin:/bin"})
+    assert missing.returncode == 2
+    assert "does not exist" in missing.stderr
