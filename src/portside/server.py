@@ -1,19 +1,28 @@
-"""Runs the ASGI application under uvicorn with several worker processes."""
+"""Runs the ASGI application with several worker processes, under uvicorn or Granian."""
 
 from __future__ import annotations
 
-import uvicorn
-
 from portside.config import Settings
 from portside.metadata.database import upgrade
+
+APP = "portside.app:create_app"
 
 
 def serve(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # Migrate once, before any worker starts, so workers never race each other on the schema.
     upgrade(settings.effective_database_url)
+    if settings.server == "granian":
+        _granian(settings)
+    else:
+        _uvicorn(settings)
+
+
+def _uvicorn(settings: Settings) -> None:
+    import uvicorn
+
     uvicorn.run(
-        "portside.app:create_app",
+        APP,
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -27,3 +36,21 @@ def serve(settings: Settings) -> None:
         server_header=False,
         timeout_keep_alive=30,
     )
+
+
+def _granian(settings: Settings) -> None:
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    Server(
+        APP,
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.effective_workers,
+        ssl_cert=settings.tls_cert,
+        ssl_key=settings.tls_key,
+        log_enabled=False,
+        backlog=2048,
+    ).serve()

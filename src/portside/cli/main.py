@@ -59,6 +59,7 @@ def serve(
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate for HTTPS.")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key for HTTPS.")] = None,
     log_format: Annotated[str | None, typer.Option(help="text or json.")] = None,
+    server: Annotated[str | None, typer.Option(help="uvicorn or granian (PORTSIDE_SERVER).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Run the registry."""
@@ -71,6 +72,7 @@ def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
         log_format=log_format,
+        server=server,
     )
     if (settings.tls_cert is None) != (settings.tls_key is None):
         fail("--tls-cert and --tls-key go together")
