@@ -14,18 +14,15 @@ READ_CHUNK = 1024 * 1024
 
 
 class _UploadFile:
-    """An upload opened for appending at a known offset, locked against concurrent writers."""
+    """An upload opened for writing, locked against concurrent writers until it is closed."""
 
-    def __init__(self, path: Path, offset: int) -> None:
+    def __init__(self, path: Path) -> None:
         self._fd = os.open(path, os.O_WRONLY)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._fd)
             raise UploadBusy(str(path)) from None
-        # Bytes past the acknowledged offset belong to a request that never completed.
-        os.ftruncate(self._fd, offset)
-        os.lseek(self._fd, offset, os.SEEK_SET)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
@@ -34,7 +31,9 @@ class _UploadFile:
             view = view[written:]
 
     def truncate(self, offset: int) -> None:
+        """Drop every byte past `offset`, and write from there on."""
         os.ftruncate(self._fd, offset)
+        os.lseek(self._fd, offset, os.SEEK_SET)
 
     def close(self) -> None:
         os.close(self._fd)
@@ -69,8 +68,8 @@ class FilesystemBlobStore:
     def create_upload(self, upload_id: str) -> None:
         self._upload_path(upload_id).touch(exist_ok=False)
 
-    def open_upload(self, upload_id: str, offset: int) -> _UploadFile:
-        return _UploadFile(self._upload_path(upload_id), offset)
+    def open_upload(self, upload_id: str) -> _UploadFile:
+        return _UploadFile(self._upload_path(upload_id))
 
     def read_upload(self, upload_id: str, length: int) -> Iterator[bytes]:
         with open(self._upload_path(upload_id), "rb") as f:

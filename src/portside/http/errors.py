@@ -8,6 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from portside.http.accesslog import API_VERSION_HEADER
 from portside.registry.errors import RegistryError
 
 log = logging.getLogger("portside.errors")
@@ -40,4 +41,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response("UNKNOWN", "internal error; the server log has the details", 500)
+    # Starlette answers unhandled errors outside every middleware, so this answer gets the header here.
+    name, value = API_VERSION_HEADER
+    return error_response(
+        "UNKNOWN", "internal error; the server log has the details", 500, headers={name.decode(): value.decode()}
+    )

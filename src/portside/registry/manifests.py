@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from portside.metadata.schema import MEDIA_TYPE_LENGTH
 from portside.registry.errors import DigestInvalid, ManifestInvalid
 from portside.registry.references import Digest
 
@@ -60,6 +61,8 @@ def parse_manifest(payload: bytes, content_type: str, algorithm: str = "sha256")
         doc = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestInvalid(f"manifest is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ManifestInvalid("manifest is not valid JSON: it is nested too deeply") from None
     if not isinstance(doc, dict):
         raise ManifestInvalid("manifest must be a JSON object")
     if doc.get("schemaVersion") == 1:
@@ -119,6 +122,7 @@ def _descriptor(value: Any, where: str) -> dict[str, Any]:
     media_type, digest, size = value.get("mediaType"), value.get("digest"), value.get("size")
     if not isinstance(media_type, str) or not media_type:
         raise ManifestInvalid(f"{where} has no mediaType")
+    _check_media_type_length(media_type, f"{where} mediaType")
     if not isinstance(digest, str):
         raise ManifestInvalid(f"{where} has no digest")
     try:
@@ -140,11 +144,8 @@ def _parse_image(doc: dict[str, Any], parsed: ParsedManifest) -> None:
         layer = _descriptor(layer, f"layers[{i}]")
         if layer["mediaType"] not in FOREIGN_LAYER_TYPES:
             parsed.blob_digests.append(layer["digest"])
-    artifact_type = doc.get("artifactType")
-    if artifact_type is not None and not isinstance(artifact_type, str):
-        raise ManifestInvalid("artifactType must be a string")
     # The referrers API reports the config's media type when an image has no artifactType.
-    parsed.artifact_type = artifact_type or config["mediaType"]
+    parsed.artifact_type = _artifact_type(doc) or config["mediaType"]
 
 
 def _parse_index(doc: dict[str, Any], parsed: ParsedManifest) -> None:
@@ -153,7 +154,20 @@ def _parse_index(doc: dict[str, Any], parsed: ParsedManifest) -> None:
         raise ManifestInvalid("index must have a manifests array")
     for i, child in enumerate(children):
         parsed.child_digests.append(_descriptor(child, f"manifests[{i}]")["digest"])
+    parsed.artifact_type = _artifact_type(doc)
+
+
+def _artifact_type(doc: dict[str, Any]) -> str | None:
     artifact_type = doc.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):
         raise ManifestInvalid("artifactType must be a string")
-    parsed.artifact_type = artifact_type
+    if artifact_type:
+        _check_media_type_length(artifact_type, "artifactType")
+    return artifact_type or None
+
+
+def _check_media_type_length(media_type: str, where: str) -> None:
+    if len(media_type) > MEDIA_TYPE_LENGTH:
+        raise ManifestInvalid(
+            f"{where} is {len(media_type)} characters long; a media type has at most {MEDIA_TYPE_LENGTH}"
+        )

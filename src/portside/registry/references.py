@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from portside.registry.errors import DigestInvalid, ManifestUnknown, NameInvalid
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_COMPONENT_RE = re.compile(_COMPONENT)
 NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 TAG_RE = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 MAX_NAME_LENGTH = 255
@@ -21,12 +22,17 @@ def validate_name(name: str) -> str:
     if len(name) > MAX_NAME_LENGTH:
         raise NameInvalid(f"repository name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
     if not NAME_RE.fullmatch(name):
-        hint = " (names must be lowercase)" if name.lower() != name else ""
-        raise NameInvalid(
-            f"invalid repository name {name!r}{hint}: each path component must match [a-z0-9]+((.|_|__|-+)[a-z0-9]+)*",
-            detail={"name": name},
-        )
+        bad = next(component for component in name.split("/") if not _COMPONENT_RE.fullmatch(component))
+        raise NameInvalid(f"invalid repository name {name!r}: {_component_problem(bad)}", detail={"name": name})
     return name
+
+
+def _component_problem(component: str) -> str:
+    if not component:
+        return "it has an empty path component (a leading, trailing or doubled '/')"
+    if component.lower() != component:
+        return f"path component {component!r} has uppercase letters; names must be lowercase"
+    return f"path component {component!r} must match [a-z0-9]+((.|_|__|-+)[a-z0-9]+)*"
 
 
 def is_tag(reference: str) -> bool:

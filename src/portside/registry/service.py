@@ -273,7 +273,10 @@ class Registry:
 
     async def referrers(self, name: str, digest: Digest, artifact_type: str | None) -> list[dict[str, object]]:
         def query(conn: Connection) -> list[dict[str, object]]:
-            repository_id = _require_repository(conn, name)
+            # No 404 even for an unknown repository: clients take a 404 to mean "no referrers API".
+            repository_id = _repository_id(conn, name)
+            if repository_id is None:
+                return []
             conditions = [manifests.c.repository_id == repository_id, manifests.c.subject_digest == str(digest)]
             if artifact_type:
                 conditions.append(manifests.c.artifact_type == artifact_type)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, delete, select, update
 
 from portside.blobs.filesystem import FilesystemBlobStore
-from portside.blobs.store import UploadBusy
+from portside.blobs.store import UploadBusy, UploadFile
 from portside.metadata.database import Database
 from portside.metadata.schema import uploads
 from portside.registry.errors import (
@@ -73,11 +73,7 @@ class Uploads:
 
         size = await self.db.read(query) if _valid_id(upload_id) else None
         if size is None:
-            raise BlobUploadUnknown(
-                f"upload {upload_id} is not in progress for repository {name}; it may have expired, "
-                "been completed or cancelled: start a new upload with POST /v2/<name>/blobs/uploads/",
-                detail={"upload": upload_id},
-            )
+            raise _unknown(name, upload_id)
         return size
 
     async def cancel(self, name: str, upload_id: str) -> None:
@@ -107,24 +103,22 @@ class Uploads:
                     detail={"expected_start": offset},
                 )
             if content_length is not None and content_length != end - start + 1:
-                raise RangeNotSatisfiable(
+                raise SizeInvalid(
                     f"Content-Range {start}-{end} covers {end - start + 1} bytes but Content-Length is "
                     f"{content_length}",
                     headers={"Range": _range_header(offset)},
                 )
             content_length = end - start + 1
-        size = await self._receive(upload_id, offset, chunks, content_length)
-        await self._acknowledge(upload_id, offset, size)
-        return size
+        async with self._writing(name, upload_id, offset) as file:
+            return await self._receive(file, upload_id, offset, chunks, content_length)
 
     async def finish(
         self, name: str, upload_id: str, digest: Digest, chunks: AsyncIterator[bytes], content_length: int | None
     ) -> None:
         offset = await self.status(name, upload_id)
-        size = await self._receive(upload_id, offset, chunks, content_length)
-        if size != offset:
-            await self._acknowledge(upload_id, offset, size)
-        await self._complete(name, upload_id, digest, size)
+        async with self._writing(name, upload_id, offset) as file:
+            size = await self._receive(file, upload_id, offset, chunks, content_length)
+            await self._complete(name, upload_id, digest, size)
 
     async def monolithic(
         self, name: str, digest: Digest, chunks: AsyncIterator[bytes], content_length: int | None
@@ -137,16 +131,40 @@ class Uploads:
                 await self.cancel(name, upload_id)
             raise
 
-    async def _receive(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes], expected: int | None) -> int:
-        hasher = await self._hasher_at(upload_id, offset)
+    @contextlib.asynccontextmanager
+    async def _writing(self, name: str, upload_id: str, offset: int) -> AsyncIterator[UploadFile]:
+        """Lock the upload: its bytes, its acknowledged size and its completion change only under the lock."""
         try:
-            file = await self._run(self.store.open_upload, upload_id, offset)
+            file = await self._run(self.store.open_upload, upload_id)
         except UploadBusy:
             raise RangeNotSatisfiable(
                 f"another request is writing to upload {upload_id}; chunks must be sent one at a time",
                 headers={"Range": _range_header(offset)},
             ) from None
+        except FileNotFoundError:
+            raise _unknown(name, upload_id) from None
+        try:
+            current = await self.status(name, upload_id)
+            if current != offset:
+                raise RangeNotSatisfiable(
+                    f"upload {upload_id} changed while this request waited; check its status with GET and "
+                    "resend from there",
+                    headers={"Range": _range_header(current)},
+                )
+            yield file
+        except FileNotFoundError:
+            raise _unknown(name, upload_id) from None  # cancelled or expired meanwhile
+        finally:
+            file.close()
+
+    async def _receive(
+        self, file: UploadFile, upload_id: str, offset: int, chunks: AsyncIterator[bytes], expected: int | None
+    ) -> int:
+        """Append a request's bytes at the acknowledged `offset`, and acknowledge them; return the new size."""
+        hasher = await self._hasher_at(upload_id, offset)
         self._hashers.pop(upload_id, None)  # the hash is only trusted again once this request succeeds
+        # Bytes past the acknowledged offset belong to a request that never completed.
+        await self._run(file.truncate, offset)
 
         def write(data: bytearray) -> None:
             file.write(data)
@@ -179,9 +197,9 @@ class Uploads:
                 with contextlib.suppress(BaseException):
                     await pending
             file.truncate(offset)
-            file.close()
             raise
-        file.close()
+        # Unacknowledged bytes are harmless: whoever writes next starts by truncating them away.
+        await self._acknowledge(upload_id, offset, offset + received)
         self._hashers[upload_id] = (offset + received, hasher)
         return offset + received
 
@@ -262,6 +280,14 @@ class Uploads:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False)
+
+
+def _unknown(name: str, upload_id: str) -> BlobUploadUnknown:
+    return BlobUploadUnknown(
+        f"upload {upload_id} is not in progress for repository {name}; it may have expired, "
+        "been completed or cancelled: start a new upload with POST /v2/<name>/blobs/uploads/",
+        detail={"upload": upload_id},
+    )
 
 
 def _valid_id(upload_id: str) -> bool:

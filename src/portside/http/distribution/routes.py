@@ -85,7 +85,10 @@ class Distribution:
         if request.method == "DELETE":
             await self.registry.delete_manifest(name, reference)
             return Response(status_code=202)
-        payload = await self._read_manifest_body(request)
+        try:
+            payload = await self._read_manifest_body(request)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is left to read an answer
         parsed = await self.registry.put_manifest(name, reference, payload, request.headers.get("content-type", ""))
         headers = {
             "Location": f"{self.base_url(request)}/v2/{name}/manifests/{parsed.digest}",
@@ -202,9 +205,14 @@ def _content_length(request: Request) -> int | None:
     value = request.headers.get("content-length")
     if value is None:
         return None
-    if not value.isdigit():
+    if not _is_decimal(value):
         raise SizeInvalid(f"Content-Length {value!r} is not a non-negative integer")
     return int(value)
+
+
+def _is_decimal(value: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts characters such as '²' that int() refuses."""
+    return value.isascii() and value.isdigit()
 
 
 def _content_range(value: str | None) -> tuple[int, int] | None:
@@ -233,7 +241,7 @@ def _check_range(value: str | None, size: int) -> None:
     start = int(match[1]) if match[1] else None
     end = int(match[2]) if match[2] else None
     if start is None:
-        if end == 0:
+        if end == 0 or size == 0:
             raise RangeNotSatisfiable(f"Range {value!r} selects no bytes", headers={"Content-Range": f"bytes */{size}"})
         return
     if start >= size or (end is not None and end < start):
@@ -246,7 +254,7 @@ def _pagination(request: Request) -> tuple[int | None, str | None]:
     raw_n = request.query_params.get("n")
     n = None
     if raw_n is not None:
-        if not raw_n.isdigit():
+        if not _is_decimal(raw_n):
             raise Unsupported(f"n={raw_n!r} is not a valid page size; use a non-negative integer")
         n = int(raw_n)
     return n, request.query_params.get("last") or None
