@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Addresses or networks whose X-Forwarded-Proto/Host headers are honoured.",
     )
+    service: str = Field("portside", description="The service name in token challenges and token audiences.")
+    token_lifetime_seconds: int = Field(300, gt=0, description="Lifetime of registry bearer tokens.")
+    allow_password_login: bool = Field(False, description="Accept passwords (not only tokens) on the registry.")
+    auth_max_failures: int = Field(10, gt=0, description="Failed sign-ins allowed per address and user per window.")
+    auth_failure_window_seconds: int = Field(60, gt=0, description="The window for auth_max_failures.")
     log_format: Literal["text", "json"] = Field("text", description="Access log format.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+
+from portside.bootstrap import bootstrap
 from portside.config import Settings
 from portside.metadata.database import upgrade
 
@@ -12,6 +15,9 @@ def serve(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # Migrate once, before any worker starts, so workers never race each other on the schema.
     upgrade(settings.effective_database_url)
+    message = bootstrap(settings)
+    if message:
+        print(message, file=sys.stderr, flush=True)
     if settings.server == "granian":
         _granian(settings)
     else:

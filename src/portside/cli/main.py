@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from portside.cli import admin
 from portside.config import CONFIG_FILE_ENV, Settings
 
 app = typer.Typer(
@@ -109,6 +110,9 @@ def migrate(config: ConfigOption = None, data_dir: DataDirOption = None) -> None
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.effective_database_url)
     typer.echo("database is up to date")
+
+
+admin.register(app)
 
 
 def main() -> None:

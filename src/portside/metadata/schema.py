@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -41,6 +42,10 @@ repositories = Table(
     Column("id", Integer, primary_key=True),
     Column("name", String(NAME_LENGTH), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The package model: OWNER/NAME, owned by a user or an organization, private on first push.
+    Column("owner_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE")),
+    Column("visibility", String(16), nullable=False, default="private", server_default="private"),
+    Index("ix_repositories_owner_id", "owner_id"),
 )
 
 blobs = Table(
@@ -105,4 +110,90 @@ uploads = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_uploads_updated_at", "updated_at"),
+)
+
+# -- accounts and access (GHCR's model) ---------------------------------------------------------
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # "user" or "org"
+    Column("password_hash", String(255)),
+    Column("is_site_admin", Boolean, nullable=False, default=False),
+    Column("is_disabled", Boolean, nullable=False, default=False),
+    # Organizations only:
+    Column("registry_enabled", Boolean, nullable=False, default=True),
+    Column("allowed_visibilities", String(64), nullable=False, default="private,internal,public"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+org_members = Table(
+    "org_members",
+    metadata,
+    Column("org_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("role", String(16), nullable=False),  # "member" or "owner"
+    Index("ix_org_members_user_id", "user_id"),
+)
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("org_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    UniqueConstraint("org_id", "name", name="uq_teams_org_name"),
+)
+
+team_members = Table(
+    "team_members",
+    metadata,
+    Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_team_members_user_id", "user_id"),
+)
+
+personal_tokens = Table(
+    "personal_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("secret_hash", String(64), nullable=False, unique=True),  # sha256 of the whole token
+    Column("prefix", String(16), nullable=False),  # shown in listings so users can tell tokens apart
+    Column("scopes", String(128), nullable=False),
+    Column("only", Text),  # JSON list of OWNER/NAME or OWNER/* patterns; null = all packages
+    Column("note", String(255), nullable=False, default=""),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_personal_tokens_user_id", "user_id"),
+)
+
+package_grants = Table(
+    "package_grants",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE")),
+    Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE")),
+    Column("role", String(16), nullable=False),  # "read", "write" or "admin"
+    UniqueConstraint("repository_id", "user_id", "team_id", name="uq_package_grants_subject"),
+    Index("ix_package_grants_user_id", "user_id"),
+    Index("ix_package_grants_team_id", "team_id"),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(255), nullable=False, default=""),
+    Column("client", String(64), nullable=False, default=""),
+    Column("detail", Text),
+    Index("ix_audit_events_at", "at"),
 )

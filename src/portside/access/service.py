@@ -1,0 +1,256 @@
+"""Authentication and authorisation for the HTTP surfaces.
+
+Credentials become an `Actor`; the database's facts about a package and the actor go to
+`policy.decide`. Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, select, update
+
+from portside.access import secrets
+from portside.access.accounts import highest_grant
+from portside.access.audit import record
+from portside.access.bearer import Claims, Grant, InvalidToken, TokenSigner
+from portside.access.policy import ANONYMOUS, Action, Actor, Decision, Facts, decide
+from portside.access.ratelimit import FailureLimiter
+from portside.clock import now
+from portside.metadata.database import Database
+from portside.metadata.schema import accounts, org_members, personal_tokens, repositories
+
+LAST_USED_EVERY = 60.0  # seconds between last-used updates of one token
+
+
+class AuthenticationFailed(Exception):
+    """Credentials were presented and are wrong, expired or revoked."""
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed sign-in attempts; try again in {retry_after} seconds")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    actor: Actor
+    token_id: int | None
+
+
+class Access:
+    def __init__(
+        self, db: Database, signer: TokenSigner, *, service: str, allow_password_login: bool, limiter: FailureLimiter
+    ) -> None:
+        self.db = db
+        self.signer = signer
+        self.service = service
+        self.allow_password_login = allow_password_login
+        self.limiter = limiter
+        self._last_used: dict[int, float] = {}
+
+    # -- authentication ------------------------------------------------------------------------
+
+    async def basic(self, username: str, secret: str, client: str) -> Authenticated:
+        """A user name with a personal access token (or, if the operator allows it, a password)."""
+        keys = (f"ip:{client}", f"user:{username}")
+        if wait := self.limiter.retry_after(*keys):
+            raise RateLimited(wait)
+        result = await self.db.read(self._check_basic, username, secret)
+        if isinstance(result, str):
+            self.limiter.fail(*keys)
+            await self.db.write(record, username or "-", "auth.failure", username, {"reason": result}, client)
+            raise AuthenticationFailed(result)
+        await self._touch(result.token_id)
+        return result
+
+    def _check_basic(self, conn: Connection, username: str, secret: str) -> Authenticated | str:
+        user = conn.execute(
+            select(accounts.c.id, accounts.c.is_site_admin, accounts.c.is_disabled, accounts.c.password_hash).where(
+                accounts.c.name == username, accounts.c.kind == "user"
+            )
+        ).first()
+        if secrets.looks_like_token(secret):
+            row = conn.execute(
+                select(personal_tokens).where(personal_tokens.c.secret_hash == secrets.token_hash(secret))
+            ).first()
+            if row is None or not secrets.hashes_match(row.secret_hash, secrets.token_hash(secret)):
+                return "unknown token; create one with `portside token create`"
+            if user is None or row.user_id != user.id:
+                return f"the token does not belong to {username}"
+            problem = _token_problem(row)
+            if problem:
+                return problem
+            if user.is_disabled:
+                return f"user {username} is disabled"
+            return Authenticated(_token_actor(username, user.id, user.is_site_admin, row), row.id)
+        if not self.allow_password_login:
+            return "the registry accepts personal access tokens, not passwords; create one with `portside token create`"
+        if user is None or user.is_disabled or not secrets.verify_password(user.password_hash, secret):
+            return "wrong user name or password"
+        return Authenticated(Actor(user.id, username, user.is_site_admin), None)
+
+    async def bearer(self, token: str) -> tuple[Actor, Claims]:
+        """A bearer token from our token endpoint; its personal access token must still be valid."""
+        claims = self.signer.verify(token, self.service)
+        if claims.refresh:
+            raise InvalidToken("a refresh token cannot be used as a bearer token; exchange it at the token endpoint")
+        if claims.user_id is None:
+            return ANONYMOUS, claims
+        actor = await self.db.read(self._bearer_actor, claims)
+        if isinstance(actor, str):
+            raise InvalidToken(actor)
+        return actor, claims
+
+    def _bearer_actor(self, conn: Connection, claims: Claims) -> Actor | str:
+        user = conn.execute(
+            select(accounts.c.name, accounts.c.is_site_admin, accounts.c.is_disabled).where(
+                accounts.c.id == claims.user_id
+            )
+        ).first()
+        if user is None or user.is_disabled:
+            return "the user this token was issued to no longer exists or is disabled"
+        if claims.token_id is None:
+            return Actor(claims.user_id, user.name, user.is_site_admin)
+        row = conn.execute(select(personal_tokens).where(personal_tokens.c.id == claims.token_id)).first()
+        if row is None:
+            return "the personal access token behind this bearer token was deleted"
+        problem = _token_problem(row)
+        if problem:
+            return problem
+        return _token_actor(user.name, claims.user_id, user.is_site_admin, row)
+
+    async def _touch(self, token_id: int | None) -> None:
+        """Record when a token was last used, at most once a minute per token and process."""
+        if token_id is None:
+            return
+        moment = time.monotonic()
+        if moment - self._last_used.get(token_id, -LAST_USED_EVERY) < LAST_USED_EVERY:
+            return
+        self._last_used[token_id] = moment
+        await self.db.write(
+            lambda conn: conn.execute(
+                update(personal_tokens).where(personal_tokens.c.id == token_id).values(last_used_at=now())
+            )
+        )
+
+    # -- authorisation -------------------------------------------------------------------------
+
+    async def decide(self, actor: Actor, package: str, action: Action) -> Decision:
+        return decide(actor, await self.db.read(gather_facts, actor, package), action)
+
+    async def grants(self, actor: Actor, package: str, actions: set[Action]) -> tuple[Action, ...]:
+        facts = await self.db.read(gather_facts, actor, package)
+        return tuple(a for a in Action if a in actions and decide(actor, facts, a).allowed)
+
+    async def issue(self, auth: Authenticated | None, scopes: list[str], *, refresh: bool) -> dict[str, object]:
+        """The token endpoint's answer: granted = asked for, allowed by the token and by the roles."""
+        actor = auth.actor if auth else ANONYMOUS
+        access: list[Grant] = []
+        for scope in scopes:
+            grant = await self._grant_for_scope(actor, scope)
+            if grant is not None and grant.actions:
+                access.append(grant)
+        token, issued, expires_in = self.signer.issue(
+            actor.name or "",
+            user_id=actor.user_id,
+            token_id=auth.token_id if auth else None,
+            audience=self.service,
+            access=access,
+        )
+        answer: dict[str, object] = {
+            "token": token,
+            "access_token": token,
+            "expires_in": expires_in,
+            "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(issued)),
+        }
+        if refresh and auth is not None:
+            answer["refresh_token"] = self.signer.issue(
+                actor.name or "",
+                user_id=actor.user_id,
+                token_id=auth.token_id,
+                audience=self.service,
+                access=[],
+                lifetime=30 * 24 * 3600,
+                refresh=True,
+            )[0]
+        return answer
+
+    async def _grant_for_scope(self, actor: Actor, scope: str) -> Grant | None:
+        parts = scope.split(":")
+        if len(parts) < 3:
+            return None
+        kind, name, wanted = parts[0], ":".join(parts[1:-1]), set(parts[-1].split(","))
+        if kind == "registry" and name == "catalog":
+            return Grant(kind, name, ("*",)) if "*" in wanted else None
+        if kind != "repository":
+            return None
+        if "*" in wanted:
+            wanted = {a.value for a in Action}
+        actions = {Action(a) for a in wanted if a in Action._value2member_map_}
+        granted = await self.grants(actor, name, actions)
+        return Grant(kind, name, tuple(a.value for a in granted))
+
+    async def refresh(self, refresh_token: str) -> Authenticated:
+        claims = self.signer.verify(refresh_token, self.service)
+        if not claims.refresh or claims.user_id is None:
+            raise InvalidToken("not a refresh token")
+        actor = await self.db.read(self._bearer_actor, claims)
+        if isinstance(actor, str):
+            raise InvalidToken(actor)
+        return Authenticated(actor, claims.token_id)
+
+
+def _token_problem(row: object) -> str | None:
+    if row.revoked_at is not None:  # type: ignore[attr-defined]
+        return "the token has been revoked; create a new one with `portside token create`"
+    expires = row.expires_at  # type: ignore[attr-defined]
+    if expires is not None:
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=now().tzinfo)
+        if expires <= now():
+            return "the token has expired; create a new one with `portside token create`"
+    return None
+
+
+def _token_actor(name: str, user_id: int, site_admin: bool, row: object) -> Actor:
+    only = row.only  # type: ignore[attr-defined]
+    return Actor(
+        user_id=user_id,
+        name=name,
+        site_admin=site_admin,
+        scopes=frozenset(row.scopes.split(",")),  # type: ignore[attr-defined]
+        only=tuple(json.loads(only)) if only else None,
+    )
+
+
+def gather_facts(conn: Connection, actor: Actor, package: str) -> Facts:
+    owner_name = package.split("/", 1)[0] if "/" in package else ""
+    owner = conn.execute(
+        select(accounts.c.id, accounts.c.kind, accounts.c.registry_enabled).where(accounts.c.name == owner_name)
+    ).first()
+    if owner is None:
+        return Facts(package=package, owner_exists=False)
+    org_role = None
+    if owner.kind == "org" and actor.user_id is not None:
+        org_role = conn.execute(
+            select(org_members.c.role).where(org_members.c.org_id == owner.id, org_members.c.user_id == actor.user_id)
+        ).scalar()
+    row = conn.execute(
+        select(repositories.c.id, repositories.c.visibility).where(repositories.c.name == package)
+    ).first()
+    granted = highest_grant(conn, row.id, actor.user_id) if row is not None and actor.user_id is not None else None
+    return Facts(
+        package=package,
+        owner_exists=True,
+        owner_kind=owner.kind,
+        registry_enabled=owner.kind != "org" or owner.registry_enabled,
+        actor_owns_namespace=owner.kind == "user" and owner.id == actor.user_id,
+        org_role=org_role,
+        package_exists=row is not None,
+        visibility=row.visibility if row is not None else "private",
+        **({"granted": granted} if granted is not None else {}),
+    )

@@ -1,0 +1,425 @@
+"""Account and package administration on the configured database (also while the server runs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlalchemy import Connection
+
+from portside.access import accounts as acc
+from portside.access.audit import events_since
+from portside.clock import now
+from portside.metadata.database import Database, make_engine, upgrade
+
+T = TypeVar("T")
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")]
+DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (PORTSIDE_DATA_DIR).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+user_app = typer.Typer(help="Users.", no_args_is_help=True)
+token_app = typer.Typer(help="Personal access tokens.", no_args_is_help=True)
+org_app = typer.Typer(help="Organizations.", no_args_is_help=True)
+team_app = typer.Typer(help="Teams of an organization.", no_args_is_help=True)
+package_app = typer.Typer(help="Packages, their visibility and who may use them.", no_args_is_help=True)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def _database(config: Path | None, data_dir: Path | None) -> Iterator[Database]:
+    from portside.cli.main import load_settings
+
+    settings = load_settings(config, data_dir=data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.effective_database_url)
+    db = Database(make_engine(settings.effective_database_url, fsync=settings.fsync))
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _write(config: Path | None, data_dir: Path | None, fn: Callable[[Connection], T]) -> T:
+    with _database(config, data_dir) as db:
+        try:
+            return db.write_sync(fn)
+        except acc.AccessError as exc:
+            _fail(str(exc))
+            raise AssertionError from exc
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _print(rows: Sequence[dict[str, Any]], as_json: bool, empty: str) -> None:
+    rows = [{k: _plain(v) for k, v in row.items()} for row in rows]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo(empty)
+        return
+    cells = [[_cell(v) for v in row.values()] for row in rows]
+    headers = list(rows[0].keys())
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    typer.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in cells:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.read().rstrip("\r\n")
+    if not password:
+        _fail("the password is empty")
+    return password
+
+
+# -- users -----------------------------------------------------------------------------------------
+
+
+@user_app.command("create")
+def user_create(
+    name: str,
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user a site admin.")] = False,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read a password from stdin.")] = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a user (without --password-stdin the user signs in with tokens only)."""
+    password = _read_password() if password_stdin else None
+    user = _write(config, data_dir, lambda c: acc.create_user(c, name, admin=admin, password=password))
+    _print([_user_row(user)], as_json, "")
+
+
+def _user_row(user: acc.Account) -> dict[str, Any]:
+    return {
+        "name": user.name,
+        "site_admin": user.is_site_admin,
+        "password": user.has_password,
+        "disabled": user.is_disabled,
+        "created": user.created_at,
+    }
+
+
+@user_app.command("list")
+def user_list(config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """List users."""
+    users = _write(config, data_dir, lambda c: acc.list_accounts(c, "user"))
+    _print([_user_row(u) for u in users], as_json, "no users")
+
+
+@user_app.command("delete")
+def user_delete(name: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Delete a user, its tokens and its packages."""
+    _write(config, data_dir, lambda c: acc.delete_account(c, name, "user"))
+    typer.echo(f"deleted user {name}")
+
+
+# -- tokens ----------------------------------------------------------------------------------------
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option("--user", help="The token's owner.")],
+    scopes: Annotated[str, typer.Option("--scopes", help="read:packages,write:packages,delete:packages")],
+    expires: Annotated[str | None, typer.Option("--expires", help="Lifetime, e.g. 30d, 12h.")] = None,
+    note: Annotated[str, typer.Option("--note", help="What the token is for.")] = "",
+    only: Annotated[str | None, typer.Option("--only", help="Limit to OWNER/NAME,OWNER/* packages.")] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create a token and print it (only the token, on stdout; it is not shown again)."""
+    try:
+        parsed_scopes = acc.parse_scopes(scopes)
+        lifetime = acc.parse_duration(expires) if expires else None
+        patterns = acc.parse_only(only)
+    except acc.AccessError as exc:
+        _fail(str(exc))
+        return
+    token, _ = _write(
+        config,
+        data_dir,
+        lambda c: acc.create_token(c, user, parsed_scopes, expires_in=lifetime, note=note, only=patterns),
+    )
+    typer.echo(token)
+
+
+@token_app.command("list")
+def token_list(
+    user: Annotated[str, typer.Option("--user")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List a user's tokens (never their secrets)."""
+    tokens = _write(config, data_dir, lambda c: acc.list_tokens(c, user))
+    rows = [
+        {
+            "id": t.id,
+            "note": t.note,
+            "prefix": t.prefix,
+            "scopes": list(t.scopes),
+            "only": list(t.only) if t.only else None,
+            "expires": t.expires_at,
+            "last_used": t.last_used_at,
+            "revoked": t.revoked_at,
+        }
+        for t in tokens
+    ]
+    _print(rows, as_json, f"{user} has no tokens")
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Revoke a token; it stops working at once."""
+    _write(config, data_dir, lambda c: acc.revoke_token(c, token_id))
+    typer.echo(f"revoked token {token_id}")
+
+
+# -- organizations and teams -----------------------------------------------------------------------
+
+
+@org_app.command("create")
+def org_create(
+    org: str,
+    owner: Annotated[str, typer.Option("--owner", help="The first owner (a user).")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create an organization."""
+    _write(config, data_dir, lambda c: acc.create_org(c, org, owner))
+    typer.echo(f"created organization {org} owned by {owner}")
+
+
+@org_app.command("add-member")
+def org_add_member(
+    org: str,
+    user: str,
+    role: Annotated[str, typer.Option("--role", help="member or owner")] = "member",
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Add a member to an organization, or change a member's role."""
+    _write(config, data_dir, lambda c: acc.set_org_member(c, org, user, role))
+    typer.echo(f"{user} is now {role} of {org}")
+
+
+@org_app.command("remove-member")
+def org_remove_member(org: str, user: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Remove a member (and from the organization's teams)."""
+    _write(config, data_dir, lambda c: acc.remove_org_member(c, org, user))
+    typer.echo(f"removed {user} from {org}")
+
+
+@org_app.command("set")
+def org_set(
+    org: str,
+    container_registry: Annotated[str | None, typer.Option("--container-registry", help="enabled or disabled")] = None,
+    allowed_visibilities: Annotated[
+        str | None, typer.Option("--allowed-visibilities", help="Some of private,internal,public.")
+    ] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change an organization's settings."""
+    if container_registry not in (None, "enabled", "disabled"):
+        _fail(f"--container-registry takes enabled or disabled, not {container_registry!r}")
+    enabled = None if container_registry is None else container_registry == "enabled"
+    visibilities = allowed_visibilities.split(",") if allowed_visibilities is not None else None
+    account = _write(
+        config, data_dir, lambda c: acc.set_org(c, org, registry_enabled=enabled, allowed_visibilities=visibilities)
+    )
+    row = {
+        "org": account.name,
+        "container_registry": "enabled" if account.registry_enabled else "disabled",
+        "allowed_visibilities": list(account.allowed_visibilities),
+    }
+    _print([row], as_json, "")
+
+
+@org_app.command("list")
+def org_list(config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """List organizations."""
+    orgs = _write(config, data_dir, lambda c: acc.list_accounts(c, "org"))
+    rows = [
+        {
+            "org": o.name,
+            "container_registry": "enabled" if o.registry_enabled else "disabled",
+            "allowed_visibilities": list(o.allowed_visibilities),
+        }
+        for o in orgs
+    ]
+    _print(rows, as_json, "no organizations")
+
+
+@org_app.command("members")
+def org_members(
+    org: str, config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False
+) -> None:
+    """List an organization's members and their roles."""
+    members = _write(config, data_dir, lambda c: acc.org_members_of(c, org))
+    _print([{"user": u, "role": r} for u, r in members], as_json, f"{org} has no members")
+
+
+@team_app.command("create")
+def team_create(org: str, team: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Create a team in an organization."""
+    _write(config, data_dir, lambda c: acc.create_team(c, org, team))
+    typer.echo(f"created team {org}/{team}")
+
+
+@team_app.command("add-member")
+def team_add_member(
+    org: str, team: str, user: str, config: ConfigOption = None, data_dir: DataDirOption = None
+) -> None:
+    """Add an organization member to a team."""
+    _write(config, data_dir, lambda c: acc.add_team_member(c, org, team, user))
+    typer.echo(f"added {user} to {org}/{team}")
+
+
+@team_app.command("list")
+def team_list(
+    org: str, config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False
+) -> None:
+    """List an organization's teams and their members."""
+    found = _write(config, data_dir, lambda c: acc.teams_of(c, org))
+    _print([{"team": f"{org}/{t}", "members": m} for t, m in found], as_json, f"{org} has no teams")
+
+
+# -- packages --------------------------------------------------------------------------------------
+
+
+def _package_row(package: acc.PackageInfo) -> dict[str, Any]:
+    return {
+        "package": package.name,
+        "owner": package.owner,
+        "visibility": package.visibility,
+        "created": package.created_at,
+    }
+
+
+@package_app.command("list")
+def package_list(
+    owner: Annotated[str | None, typer.Argument()] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List packages, all or one owner's."""
+    packages = _write(config, data_dir, lambda c: acc.list_packages(c, owner))
+    _print([_package_row(p) for p in packages], as_json, "no packages")
+
+
+@package_app.command("show")
+def package_show(
+    name: str, config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False
+) -> None:
+    """Show a package and who has which role on it."""
+
+    def show(conn: Connection) -> dict[str, Any]:
+        package = acc.get_package(conn, name)
+        grants = [{"kind": k, "name": n, "role": r} for k, n, r in acc.grants_of(conn, name)]
+        return {**_package_row(package), "access": grants}
+
+    row = _write(config, data_dir, show)
+    if as_json:
+        typer.echo(json.dumps({k: _plain(v) for k, v in row.items()}, indent=2))
+        return
+    access = row.pop("access")
+    _print([row], False, "")
+    typer.echo("")
+    _print(access, False, "nobody has an explicit role")
+
+
+@package_app.command("visibility")
+def package_visibility(name: str, visibility: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Make a package private, internal (organization members) or public."""
+    _write(config, data_dir, lambda c: acc.set_visibility(c, name, visibility))
+    typer.echo(f"{name} is now {visibility}")
+
+
+@package_app.command("grant")
+def package_grant(
+    name: str,
+    role: Annotated[str, typer.Option("--role", help="read, write or admin")],
+    user: Annotated[str | None, typer.Option("--user")] = None,
+    team: Annotated[str | None, typer.Option("--team", help="ORG/TEAM")] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Give a user or a team a role on a package."""
+    _write(config, data_dir, lambda c: acc.grant(c, name, role, user=user, team=team))
+    typer.echo(f"{user or team} now has {role} on {name}")
+
+
+@package_app.command("revoke")
+def package_revoke(
+    name: str,
+    user: Annotated[str | None, typer.Option("--user")] = None,
+    team: Annotated[str | None, typer.Option("--team", help="ORG/TEAM")] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Take a user's or team's role on a package away."""
+    _write(config, data_dir, lambda c: acc.revoke(c, name, user=user, team=team))
+    typer.echo(f"{user or team} no longer has a role on {name}")
+
+
+# -- audit -----------------------------------------------------------------------------------------
+
+
+def audit(
+    since: Annotated[str, typer.Option("--since", help="How far back, e.g. 1h, 7d.")] = "24h",
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Security events: sign-ins and failures, tokens, visibility, grants, deletions."""
+    try:
+        window: timedelta = acc.parse_duration(since)
+    except acc.AccessError as exc:
+        _fail(str(exc))
+        return
+    events = _write(config, data_dir, lambda c: events_since(c, now() - window))
+    _print([dataclasses.asdict(e) for e in events], as_json, f"no events in the last {since}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(user_app, name="user")
+    app.add_typer(token_app, name="token")
+    app.add_typer(org_app, name="org")
+    app.add_typer(team_app, name="team")
+    app.add_typer(package_app, name="package")
+    app.command("audit")(audit)

@@ -1,0 +1,135 @@
+"""Authentication on the registry surface: credentials in, an actor or a spec error out.
+
+Every `/v2/` request passes through `RegistryAuth.require`, which asks the one decision function.
+A denied request gets the error a client can act on: 401 with a Bearer challenge naming the scope
+it needs (so docker fetches a token), 403 DENIED with the reason, or 404 when the caller may not
+know the package exists.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from starlette.requests import Request
+
+from portside.access.bearer import Claims, InvalidToken
+from portside.access.policy import ANONYMOUS, Action, Actor
+from portside.access.service import Access, Authenticated, AuthenticationFailed, RateLimited
+from portside.http.base_url import BaseUrl
+from portside.registry.errors import RegistryError
+
+SCOPE_ACTIONS = {Action.PULL: "pull", Action.PUSH: "pull,push", Action.DELETE: "delete"}
+
+
+class Unauthorized(RegistryError):
+    code, status = "UNAUTHORIZED", 401
+
+
+class Denied(RegistryError):
+    code, status = "DENIED", 403
+
+
+class NotFound(RegistryError):
+    code, status = "NAME_UNKNOWN", 404
+
+
+class TooManyRequests(RegistryError):
+    code, status = "TOOMANYREQUESTS", 429
+
+
+class RegistryAuth:
+    def __init__(self, access: Access, base_url: BaseUrl) -> None:
+        self.access = access
+        self.base_url = base_url
+
+    def challenge(self, request: Request, scope: str | None = None, error: str | None = None) -> dict[str, str]:
+        value = f'Bearer realm="{self.base_url(request)}/token",service="{self.access.service}"'
+        if scope:
+            value += f',scope="{scope}"'
+        if error:
+            value += f',error="{error}"'
+        return {"WWW-Authenticate": value}
+
+    async def credentials(self, request: Request, scope: str | None = None) -> tuple[Actor, Claims | None]:
+        """Who is asking; wrong credentials are an error, none at all is the anonymous actor."""
+        header = request.headers.get("authorization")
+        if not header:
+            return ANONYMOUS, None
+        scheme, _, value = header.partition(" ")
+        scheme, value = scheme.lower(), value.strip()
+        try:
+            if scheme == "bearer" and value:
+                return await self.access.bearer(value)
+            if scheme == "basic" and value:
+                username, secret = _basic(value)
+                authenticated = await self.access.basic(username, secret, _client(request))
+                return authenticated.actor, None
+        except (InvalidToken, AuthenticationFailed) as exc:
+            raise Unauthorized(str(exc), headers=self.challenge(request, scope, "invalid_token")) from None
+        except RateLimited as exc:
+            raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+        raise Unauthorized(
+            "malformed Authorization header: send `Bearer <token>` or `Basic <base64 of user:token>`",
+            headers=self.challenge(request, scope),
+        )
+
+    async def require(self, request: Request, name: str, action: Action) -> Actor:
+        scope = f"repository:{name}:{SCOPE_ACTIONS[action]}"
+        actor, claims = await self.credentials(request, scope)
+        if claims is not None and action.value in claims.actions_on("repository", name):
+            return actor
+        decision = await self.access.decide(actor, name, action)
+        if decision.allowed and claims is None:
+            return actor
+        if decision.allowed or actor.anonymous:
+            # The bearer token lacks this scope, or nobody signed in: tell the client to get a token.
+            error = "insufficient_scope" if claims is not None else None
+            message = decision.reason or f"a token with scope {scope} is required"
+            raise Unauthorized(
+                message if actor.anonymous else f"token lacks scope {scope}",
+                headers=self.challenge(request, scope, error),
+            )
+        if decision.hidden:
+            raise NotFound(f"repository {name} not found", detail={"name": name})
+        raise Denied(decision.reason)
+
+    async def require_signed_in(self, request: Request) -> Actor:
+        actor, _ = await self.credentials(request)
+        if actor.anonymous:
+            raise Unauthorized("authentication required", headers=self.challenge(request))
+        return actor
+
+    async def token_credentials(self, request: Request) -> Authenticated | None:
+        """Basic credentials at the token endpoint; None for an anonymous token."""
+        header = request.headers.get("authorization")
+        if not header:
+            return None
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic" or not value.strip():
+            raise Unauthorized("the token endpoint takes Basic credentials: your user name and a personal access token")
+        username, secret = _basic(value.strip())
+        return await self.password_grant(request, username, secret)
+
+    async def password_grant(self, request: Request, username: str, secret: str) -> Authenticated:
+        try:
+            return await self.access.basic(username, secret, _client(request))
+        except AuthenticationFailed as exc:
+            raise Unauthorized(str(exc)) from None
+        except RateLimited as exc:
+            raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+
+
+def _basic(value: str) -> tuple[str, str]:
+    try:
+        decoded = base64.b64decode(value, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthorized("malformed Basic credentials: expected base64 of user:token") from None
+    username, sep, secret = decoded.partition(":")
+    if not sep or not username:
+        raise Unauthorized("malformed Basic credentials: expected base64 of user:token")
+    return username, secret
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "-"
