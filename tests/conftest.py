@@ -32,5 +32,5 @@ def fresh_registry(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[S
 
 @pytest.fixture
 def client(registry: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=registry.url, timeout=60) as http:
+    with registry.client() as http:
         yield http

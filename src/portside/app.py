@@ -14,12 +14,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from portside.access.bearer import TokenSigner, ensure_signing_key
+from portside.access.ratelimit import FailureLimiter
+from portside.access.service import Access
 from portside.blobs.filesystem import FilesystemBlobStore
 from portside.config import Settings
 from portside.http.accesslog import AccessLog
+from portside.http.auth import RegistryAuth
 from portside.http.base_url import BaseUrl
 from portside.http.distribution.routes import Distribution
 from portside.http.errors import http_error, registry_error, unexpected_error
+from portside.http.token.routes import TokenService
 from portside.logs import configure_logging
 from portside.metadata.database import Database, make_engine
 from portside.registry.errors import RegistryError
@@ -40,7 +45,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
     store = FilesystemBlobStore(settings.data_dir.resolve(), fsync=settings.fsync)
     registry = Registry(db, store, max_manifest_bytes=settings.max_manifest_bytes)
     uploads = Uploads(db, store, registry, ttl_seconds=settings.upload_ttl_seconds)
-    distribution = Distribution(registry, uploads, BaseUrl(settings.trusted_proxy_networks()))
+    signer = TokenSigner(ensure_signing_key(settings.data_dir.resolve()), lifetime=settings.token_lifetime_seconds)
+    access = Access(
+        db,
+        signer,
+        service=settings.service,
+        allow_password_login=settings.allow_password_login,
+        limiter=FailureLimiter(settings.auth_max_failures, settings.auth_failure_window_seconds),
+    )
+    base_url = BaseUrl(settings.trusted_proxy_networks())
+    auth = RegistryAuth(access, base_url)
+    distribution = Distribution(registry, uploads, base_url, auth)
+    token_service = TokenService(access, auth)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -53,7 +69,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             db.close()
 
     app = Starlette(
-        routes=[Route("/healthz", healthz, methods=["GET"]), *distribution.routes()],
+        routes=[Route("/healthz", healthz, methods=["GET"]), *token_service.routes(), *distribution.routes()],
         middleware=[Middleware(AccessLog, json_format=settings.log_format == "json")],
         exception_handlers={
             RegistryError: registry_error,

@@ -7,6 +7,8 @@ Nothing here reads or writes the machine's default image stores.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ import pytest
 from tests.support.commands import require, run
 from tests.support.dockerd import Dockerd, running_dockerd
 from tests.support.images import ImageLayout, build_test_layout
+from tests.support.server import Server
 
 
 @pytest.fixture
@@ -27,8 +30,9 @@ def repo(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def containers_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Environment for skopeo, podman and buildah: private storage, auth file and registries.conf."""
+def containers_env(tmp_path_factory: pytest.TempPathFactory, registry: Server) -> Iterator[dict[str, str]]:
+    """Environment for skopeo, podman and buildah: private storage, registries.conf, and an auth file
+    signed in to the session registry as its site admin."""
     base = tmp_path_factory.mktemp("containers")
     storage = base / "storage.conf"
     storage.write_text(
@@ -38,7 +42,9 @@ def containers_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     registries = base / "registries.conf"
     registries.write_text("unqualified-search-registries = []\n", encoding="utf-8")
     auth = base / "auth.json"
-    auth.write_text('{"auths": {}}\n', encoding="utf-8")  # podman refuses an auth file that does not exist
+    user, token = registry.admin
+    login = base64.b64encode(f"{user}:{token}".encode()).decode()
+    auth.write_text(json.dumps({"auths": {registry.host: {"auth": login}}}), encoding="utf-8")
     env = {
         "CONTAINERS_STORAGE_CONF": str(storage),
         "CONTAINERS_REGISTRIES_CONF": str(registries),
@@ -57,11 +63,13 @@ def _clean_containers_storage(env: dict[str, str]) -> None:
 
 
 @pytest.fixture(scope="session")
-def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
-    """A real docker engine for the session, always stopped at the end."""
+def dockerd(tmp_path_factory: pytest.TempPathFactory, registry: Server) -> Iterator[Dockerd]:
+    """A real docker engine for the session, logged in to the session registry, always stopped at the end."""
     binary = require("dockerd")
     require("docker")
     with running_dockerd(tmp_path_factory.mktemp("dockerd"), binary, name="dockerd-e2e") as daemon:
+        user, token = registry.admin
+        run(["docker", "login", "-u", user, "--password-stdin", registry.host], env=daemon.env, stdin=token.encode())
         yield daemon
 
 

@@ -20,27 +20,32 @@ MANIFEST_TYPES = (
 ACCEPT = {"Accept": ", ".join(MANIFEST_TYPES)}
 
 
+def _auth(server: Server) -> httpx.Client:
+    """A signed-in client: the registry's answers are checked as its site admin sees them."""
+    return server.client()
+
+
 def head_digest(server: Server, repo: str, reference: str) -> str:
     """The registry's Docker-Content-Digest for a tag or digest, as docker pull asks for it."""
-    response = httpx.head(f"{server.url}/v2/{repo}/manifests/{reference}", headers=ACCEPT, timeout=30)
+    response = _auth(server).head(f"/v2/{repo}/manifests/{reference}", headers=ACCEPT)
     assert response.status_code == 200, f"HEAD {repo}:{reference} -> {response.status_code}"
     return response.headers["docker-content-digest"]
 
 
 def get_manifest(server: Server, repo: str, reference: str) -> httpx.Response:
-    response = httpx.get(f"{server.url}/v2/{repo}/manifests/{reference}", headers=ACCEPT, timeout=30)
+    response = _auth(server).get(f"/v2/{repo}/manifests/{reference}", headers=ACCEPT)
     assert response.status_code == 200, f"GET {repo}:{reference} -> {response.status_code} {response.text}"
     return response
 
 
 def get_blob(server: Server, repo: str, digest: str) -> bytes:
-    response = httpx.get(f"{server.url}/v2/{repo}/blobs/{digest}", timeout=60, follow_redirects=True)
+    response = _auth(server).get(f"/v2/{repo}/blobs/{digest}", follow_redirects=True)
     assert response.status_code == 200, f"GET blob {repo}@{digest} -> {response.status_code}"
     return response.content
 
 
 def tags(server: Server, repo: str) -> list[str]:
-    response = httpx.get(f"{server.url}/v2/{repo}/tags/list", timeout=30)
+    response = _auth(server).get(f"/v2/{repo}/tags/list")
     assert response.status_code == 200, response.text
     return list(response.json()["tags"] or [])
 

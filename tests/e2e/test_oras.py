@@ -27,7 +27,10 @@ EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 
 @pytest.fixture
 def oras_client(registry: Server) -> oras.client.OrasClient:
-    return oras.client.OrasClient(hostname=registry.host, insecure=True)
+    client = oras.client.OrasClient(hostname=registry.host, insecure=True)
+    user, token = registry.admin
+    client.login(username=user, password=token, hostname=registry.host, insecure=True)
+    return client
 
 
 def payload(seed: str, size: int) -> bytes:
@@ -88,7 +91,7 @@ def test_delete_tag(registry: Server, oras_client: oras.client.OrasClient, repo:
     assert oras_client.delete_tag(container, "drop") is True
 
     assert oras_client.get_tags(container) == ["keep"]
-    gone = httpx.get(f"{registry.url}/v2/{repo}/manifests/drop", headers={"Accept": OCI_MANIFEST}, timeout=30)
+    gone = registry.client().get(f"/v2/{repo}/manifests/drop", headers={"Accept": OCI_MANIFEST})
     assert gone.status_code == 404
     assert gone.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
     assert head_digest(registry, repo, "keep") == kept
@@ -97,7 +100,7 @@ def test_delete_tag(registry: Server, oras_client: oras.client.OrasClient, repo:
 def push_sbom_referrer(server: Server, repo: str, subject: dict[str, object]) -> str:
     """A referrer with an explicit artifactType and the empty config, built by hand (oras-py 0.2.43 can't)."""
     sbom = b'{"spdxVersion": "SPDX-2.3"}'
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+    with server.client() as http:
         push_blob(http, repo, b"{}")
         push_blob(http, repo, sbom)
         manifest = json.dumps(
@@ -118,7 +121,7 @@ def push_sbom_referrer(server: Server, repo: str, subject: dict[str, object]) ->
 
 
 def referrers(server: Server, repo: str, digest: str, **params: str) -> httpx.Response:
-    response = httpx.get(f"{server.url}/v2/{repo}/referrers/{digest}", params=params, timeout=30)
+    response = server.client().get(f"/v2/{repo}/referrers/{digest}", params=params)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == OCI_INDEX
     return response

@@ -8,7 +8,6 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support.blobs import push_image
@@ -55,21 +54,23 @@ def test_skopeo_pulls_over_https_with_a_trusted_certificate(tls_registry: tuple[
     trust = tmp_path / "trust"
     trust.mkdir()
     (trust / "ca.crt").write_bytes((certs / "ca.crt").read_bytes())
-    with httpx.Client(
-        base_url=server.url, verify=ssl.create_default_context(cafile=certs / "ca.crt"), timeout=60
-    ) as client:
+    with server.client(verify=ssl.create_default_context(cafile=certs / "ca.crt")) as client:
         digest, _ = push_image(client, "octo/tls", "v1", seed="tls")
         assert client.get("/v2/octo/tls/manifests/v1").headers["docker-content-digest"] == digest
 
     ref = f"docker://{server.host}/octo/tls:v1"
+    creds = ":".join(server.admin)
     inspected = subprocess.run(
-        ["skopeo", "inspect", "--cert-dir", str(trust), ref], capture_output=True, text=True, timeout=120
+        ["skopeo", "inspect", "--cert-dir", str(trust), "--creds", creds, ref],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert inspected.returncode == 0, inspected.stderr
     assert json.loads(inspected.stdout)["Digest"] == digest
 
     copied = subprocess.run(
-        ["skopeo", "copy", "--src-cert-dir", str(trust), ref, f"dir:{tmp_path / 'out'}"],
+        ["skopeo", "copy", "--src-cert-dir", str(trust), "--src-creds", creds, ref, f"dir:{tmp_path / 'out'}"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -77,6 +78,8 @@ def test_skopeo_pulls_over_https_with_a_trusted_certificate(tls_registry: tuple[
     assert copied.returncode == 0, copied.stderr
     assert (tmp_path / "out" / "manifest.json").exists()
 
-    untrusted = subprocess.run(["skopeo", "inspect", ref], capture_output=True, text=True, timeout=120)
+    untrusted = subprocess.run(
+        ["skopeo", "inspect", "--creds", creds, ref], capture_output=True, text=True, timeout=120
+    )
     assert untrusted.returncode != 0
     assert "certificate" in untrusted.stderr

@@ -35,7 +35,7 @@ def _no_server_error(response: httpx.Response) -> None:
 
 def make_client(server: Server) -> httpx.Client:
     """A client for `server` that fails on any 5xx answer: no request in these tests may produce one."""
-    return httpx.Client(base_url=server.url, timeout=60, event_hooks={"response": [_no_server_error]})
+    return server.client(event_hooks={"response": [_no_server_error]})
 
 
 def sha512_of(data: bytes) -> str:
@@ -108,6 +108,8 @@ def descriptor(media_type: str, blob: bytes, **extra: object) -> dict[str, objec
 def raw_request(server: Server, head: str, body: bytes = b"", *, close: bool = True) -> socket.socket:
     """Send a request over a plain socket, exactly as given (for requests httpx refuses to make)."""
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    request_line, _, rest = head.partition("\r\n")
+    head = f"{request_line}\r\nAuthorization: {server.basic_auth}\r\n{rest}"
     sock.sendall(head.encode() + b"\r\n" + body)
     if close:
         sock.close()

@@ -13,7 +13,7 @@ from tests.support.server import Server
 
 def test_chunked_upload_resumes_after_restart(fresh_registry: Server) -> None:
     first, second = os.urandom(3 * 1024 * 1024 + 17), os.urandom(1024 * 1024 + 5)
-    with httpx.Client(base_url=fresh_registry.url, timeout=60) as client:
+    with fresh_registry.client() as client:
         location = client.post("/v2/octo/resume/blobs/uploads/").headers["location"]
         patched = client.patch(location, content=first, headers={"Content-Range": f"0-{len(first) - 1}"})
         assert patched.status_code == 202
@@ -22,7 +22,7 @@ def test_chunked_upload_resumes_after_restart(fresh_registry: Server) -> None:
     fresh_registry.stop()
     fresh_registry.start()
 
-    with httpx.Client(base_url=fresh_registry.url, timeout=60) as client:
+    with fresh_registry.client() as client:
         status = client.get(location)
         assert status.status_code == 204
         assert status.headers["range"] == f"0-{len(first) - 1}"
@@ -36,12 +36,12 @@ def test_chunked_upload_resumes_after_restart(fresh_registry: Server) -> None:
 
 
 def test_kill_9_right_after_201_loses_nothing(fresh_registry: Server) -> None:
-    with httpx.Client(base_url=fresh_registry.url, timeout=60) as client:
+    with fresh_registry.client() as client:
         digest, manifest = push_image(client, "octo/crash", "v1", seed="crash")
         fresh_registry.kill()  # the instant after the manifest's 201
 
     fresh_registry.start()
-    with httpx.Client(base_url=fresh_registry.url, timeout=60) as client:
+    with fresh_registry.client() as client:
         response = client.get("/v2/octo/crash/manifests/v1")
         assert response.status_code == 200
         assert response.content == manifest
@@ -56,7 +56,7 @@ def test_abandoned_uploads_expire_and_their_bytes_are_reclaimed(fresh_registry: 
     fresh_registry.stop()
     fresh_registry.env["PORTSIDE_UPLOAD_TTL_SECONDS"] = "2"
     fresh_registry.start()
-    with httpx.Client(base_url=fresh_registry.url, timeout=60) as client:
+    with fresh_registry.client() as client:
         location = client.post("/v2/octo/expire/blobs/uploads/").headers["location"]
         assert client.patch(location, content=b"x" * 1000).status_code == 202
         upload_id = location.rsplit("/", 1)[1]

@@ -15,7 +15,9 @@ FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "registry.example
 
 
 def _upload_location(server: Server) -> str:
-    return httpx.post(f"{server.url}/v2/octo/proxy/blobs/uploads/", headers=FORWARDED).headers["location"]
+    return httpx.post(
+        f"{server.url}/v2/octo/proxy/blobs/uploads/", headers={**FORWARDED, "Authorization": server.basic_auth}
+    ).headers["location"]
 
 
 def test_forwarded_headers_are_ignored_from_untrusted_clients(registry: Server) -> None:
@@ -32,7 +34,7 @@ def test_forwarded_headers_are_honoured_from_trusted_proxies(tmp_path: Path) -> 
 def test_json_access_log_has_one_line_per_request(tmp_path: Path) -> None:
     with running_server(tmp_path, "json-log", extra_args=["--log-format", "json"]) as server:
         httpx.get(f"{server.url}/v2/", headers={"Authorization": "Bearer do-not-log-me"})
-        httpx.get(f"{server.url}/v2/octo/nothing/tags/list")
+        httpx.get(f"{server.url}/v2/octo/nothing/tags/list", headers={"Authorization": server.basic_auth})
     text = server.log_path.read_text()
     assert "do-not-log-me" not in text
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]

@@ -7,7 +7,6 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support.server import Server, running_server
@@ -60,7 +59,7 @@ def single_worker(tmp_path: Path) -> Iterator[Server]:
 def test_push_and_pull_of_2_gib_blob_keep_memory_flat(single_worker: Server) -> None:
     assert single_worker.process is not None
     pid = single_worker.process.pid
-    with httpx.Client(base_url=single_worker.url, timeout=600) as client:
+    with single_worker.client(timeout=600) as client:
         client.get("/v2/")
         baseline = rss_bytes(pid)
         hasher = hashlib.sha256()

@@ -6,6 +6,7 @@ file under test-output/ (never to the test runner's own output).
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
@@ -19,6 +20,9 @@ from pathlib import Path
 
 import httpx
 
+from portside.access import accounts
+from portside.metadata.database import Database, make_engine
+
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "test-output"
 
@@ -27,6 +31,10 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# Namespaces the tests push to: users that exist in every test server.
+NAMESPACES = ("octo", "e2e", "t")
 
 
 @dataclass
@@ -38,6 +46,42 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     scheme: str = "http"
     process: subprocess.Popen[bytes] | None = None
+    namespaces: tuple[str, ...] = NAMESPACES
+
+    @property
+    def admin(self) -> tuple[str, str]:
+        """The site admin's user name and token, written by the server on its first start."""
+        fields = dict(
+            line.split(": ", 1) for line in (self.data_dir / "initial-admin-credentials").read_text().splitlines()
+        )
+        return fields["user"], fields["token"]
+
+    @property
+    def basic_auth(self) -> str:
+        user, token = self.admin
+        return "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        """An HTTP client signed in as the site admin (Basic credentials on every request)."""
+        headers = {"Authorization": self.basic_auth, **kwargs.pop("headers", {})}  # type: ignore[dict-item]
+        return httpx.Client(base_url=self.url, timeout=60, headers=headers, **kwargs)  # type: ignore[arg-type]
+
+    def cli(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run `portside ARGS` on this server's data directory, as an operator would."""
+        result = subprocess.run(
+            [sys.executable, "-m", "portside", *args, "--data-dir", str(self.data_dir)],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **self.env},
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"portside {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def token(self, user: str, scopes: str = "read:packages,write:packages,delete:packages", *extra: str) -> str:
+        return self.cli("token", "create", "--user", user, "--scopes", scopes, *extra).stdout.strip()
 
     @property
     def host(self) -> str:
@@ -79,11 +123,26 @@ class Server:
                 raise RuntimeError(f"portside exited with {self.process.returncode}; see {self.log_path}")
             try:
                 httpx.get(f"{self.url}/healthz", timeout=1, verify=False)
-                return
             except httpx.HTTPError:
                 time.sleep(0.1)
+                continue
+            self._create_namespaces()
+            return
         self.stop()
         raise RuntimeError(f"portside did not start within {timeout}s; see {self.log_path}")
+
+    def database(self) -> Database:
+        """The server's metadata database, for test set-up that the CLI would otherwise do (faster)."""
+        return Database(make_engine(f"sqlite:///{self.data_dir.resolve() / 'portside.db'}"))
+
+    def _create_namespaces(self) -> None:
+        db = self.database()
+        try:
+            for name in self.namespaces:
+                if db.read_sync(accounts.find_account, name) is None:
+                    db.write_sync(accounts.create_user, name)
+        finally:
+            db.close()
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None or self.process.poll() is not None:

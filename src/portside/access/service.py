@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import ColumnElement, Connection, and_, select, update
 
 from portside.access import secrets
 from portside.access.accounts import highest_grant
@@ -18,9 +18,11 @@ from portside.access.audit import record
 from portside.access.bearer import Claims, Grant, InvalidToken, TokenSigner
 from portside.access.policy import ANONYMOUS, Action, Actor, Decision, Facts, decide
 from portside.access.ratelimit import FailureLimiter
+from portside.access.visibility import readable
 from portside.clock import now
 from portside.metadata.database import Database
-from portside.metadata.schema import accounts, org_members, personal_tokens, repositories
+from portside.metadata.schema import accounts, org_members, package_grants, personal_tokens, repositories
+from portside.registry.references import NAME_RE
 
 LAST_USED_EVERY = 60.0  # seconds between last-used updates of one token
 
@@ -141,6 +143,44 @@ class Access:
 
     async def decide(self, actor: Actor, package: str, action: Action) -> Decision:
         return decide(actor, await self.db.read(gather_facts, actor, package), action)
+
+    async def audit(self, actor: Actor, action: str, target: str, client: str, **detail: object) -> None:
+        await self.db.write(record, actor.name or "-", action, target, detail or None, client)
+
+    def readable(self, actor: Actor) -> ColumnElement[bool]:
+        return readable(actor)
+
+    def mount_sources(self, actor: Actor, source: str | None) -> ColumnElement[bool]:
+        """Where a blob may be mounted from: the named repository if readable, else any readable one.
+
+        Clients send `from` for repositories they merely saw before, so an unreadable or invalid
+        `from` is not an error: the mount falls back to what the caller can read, then to an upload.
+        """
+        if source and NAME_RE.fullmatch(source):
+            return and_(readable(actor), repositories.c.name == source)
+        return readable(actor)
+
+    async def ensure_package(self, actor: Actor, package: str) -> None:
+        """The first push creates the package: private, owned by its namespace, its creator an admin."""
+        exists = await self.db.read(
+            lambda conn: conn.execute(select(repositories.c.id).where(repositories.c.name == package)).first()
+        )
+        if exists is None:
+            await self.db.write(self._create_package, actor, package)
+
+    def _create_package(self, conn: Connection, actor: Actor, package: str) -> None:
+        owner_id = conn.execute(select(accounts.c.id).where(accounts.c.name == package.split("/", 1)[0])).scalar()
+        inserted = conn.execute(
+            self.db.insert(repositories)
+            .values(name=package, created_at=now(), owner_id=owner_id, visibility="private")
+            .on_conflict_do_nothing(index_elements=["name"])
+        ).rowcount
+        if not inserted:
+            return  # another request created it first
+        if actor.user_id is not None:
+            package_id = conn.execute(select(repositories.c.id).where(repositories.c.name == package)).scalar_one()
+            conn.execute(package_grants.insert().values(repository_id=package_id, user_id=actor.user_id, role="admin"))
+        record(conn, actor.name or "-", "package.create", package)
 
     async def grants(self, actor: Actor, package: str, actions: set[Action]) -> tuple[Action, ...]:
         facts = await self.db.read(gather_facts, actor, package)

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from portside.access.bearer import Claims, InvalidToken
 from portside.access.policy import ANONYMOUS, Action, Actor
 from portside.access.service import Access, Authenticated, AuthenticationFailed, RateLimited
-from portside.http.base_url import BaseUrl
+from portside.http.base_url import BaseUrl, client_address
 from portside.registry.errors import RegistryError
 
 SCOPE_ACTIONS = {Action.PULL: "pull", Action.PUSH: "pull,push", Action.DELETE: "delete"}
@@ -63,7 +63,7 @@ class RegistryAuth:
                 return await self.access.bearer(value)
             if scheme == "basic" and value:
                 username, secret = _basic(value)
-                authenticated = await self.access.basic(username, secret, _client(request))
+                authenticated = await self.access.basic(username, secret, client_address(request))
                 return authenticated.actor, None
         except (InvalidToken, AuthenticationFailed) as exc:
             raise Unauthorized(str(exc), headers=self.challenge(request, scope, "invalid_token")) from None
@@ -85,11 +85,11 @@ class RegistryAuth:
         if decision.allowed or actor.anonymous:
             # The bearer token lacks this scope, or nobody signed in: tell the client to get a token.
             error = "insufficient_scope" if claims is not None else None
-            message = decision.reason or f"a token with scope {scope} is required"
-            raise Unauthorized(
-                message if actor.anonymous else f"token lacks scope {scope}",
-                headers=self.challenge(request, scope, error),
-            )
+            if actor.anonymous:
+                message = f"authentication required to {action} {name}: log in with a personal access token"
+            else:
+                message = f"the bearer token lacks scope {scope}; fetch one that has it from the token endpoint"
+            raise Unauthorized(message, headers=self.challenge(request, scope, error))
         if decision.hidden:
             raise NotFound(f"repository {name} not found", detail={"name": name})
         raise Denied(decision.reason)
@@ -113,7 +113,7 @@ class RegistryAuth:
 
     async def password_grant(self, request: Request, username: str, secret: str) -> Authenticated:
         try:
-            return await self.access.basic(username, secret, _client(request))
+            return await self.access.basic(username, secret, client_address(request))
         except AuthenticationFailed as exc:
             raise Unauthorized(str(exc)) from None
         except RateLimited as exc:
@@ -129,7 +129,3 @@ def _basic(value: str) -> tuple[str, str]:
     if not sep or not username:
         raise Unauthorized("malformed Basic credentials: expected base64 of user:token")
     return username, secret
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "-"

@@ -7,6 +7,10 @@ import ipaddress
 from starlette.requests import Request
 
 
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
 class BaseUrl:
     def __init__(self, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
         self.trusted = trusted

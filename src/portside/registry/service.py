@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, Select, and_, delete, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, delete, select
 
 from portside.blobs.filesystem import FilesystemBlobStore
+from portside.clock import now
 from portside.metadata.database import Database
 from portside.metadata.schema import (
     blobs,
@@ -35,10 +35,6 @@ from portside.registry.manifests import ParsedManifest, parse_manifest
 from portside.registry.references import Digest, parse_reference
 
 MAX_PAGE = 1000
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +78,11 @@ class Registry:
         conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
         return _require_repository(conn, name)
 
-    async def catalog(self, n: int | None, last: str | None) -> Page:
+    async def catalog(self, n: int | None, last: str | None, visible: ColumnElement[bool]) -> Page:
+        """Repository names in byte order; `visible` selects those the caller may see."""
+
         def query(conn: Connection) -> Page:
-            stmt = select(repositories.c.name).order_by(repositories.c.name)
+            stmt = select(repositories.c.name).where(visible).order_by(repositories.c.name)
             if last:
                 stmt = stmt.where(repositories.c.name > last)
             return _page(conn, stmt, n)
@@ -136,15 +134,15 @@ class Registry:
             .on_conflict_do_nothing(index_elements=["repository_id", "digest"])
         )
 
-    async def mount(self, name: str, digest: Digest, source: str | None) -> bool:
-        """Link an existing blob into `name`; False when it cannot be found (the caller uploads instead)."""
+    async def mount(self, name: str, digest: Digest, sources: ColumnElement[bool]) -> bool:
+        """Link a blob that a repository matching `sources` has into `name`; False when there is none."""
 
         def change(conn: Connection) -> bool:
-            stmt = select(blobs.c.size).where(blobs.c.digest == str(digest))
-            if source is not None:
-                stmt = stmt.select_from(repository_blobs.join(repositories).join(blobs)).where(
-                    repositories.c.name == source, repository_blobs.c.digest == str(digest)
-                )
+            stmt = (
+                select(blobs.c.size)
+                .select_from(repository_blobs.join(repositories).join(blobs))
+                .where(sources, repository_blobs.c.digest == str(digest))
+            )
             size = conn.execute(stmt.limit(1)).scalar()
             if size is None or self.store.size(str(digest)) is None:
                 return False

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, delete, select, update
 
 from portside.blobs.filesystem import FilesystemBlobStore
 from portside.blobs.store import UploadBusy, UploadFile
+from portside.clock import now
 from portside.metadata.database import Database
 from portside.metadata.schema import uploads
 from portside.registry.errors import (
@@ -29,7 +30,7 @@ from portside.registry.errors import (
     SizeInvalid,
 )
 from portside.registry.references import Digest
-from portside.registry.service import Registry, now
+from portside.registry.service import Registry
 
 # Bytes are handed to a writer thread in buffers of this size, so that receiving the next
 # buffer overlaps with hashing and writing the previous one (hashlib and os.write drop the GIL).

@@ -11,7 +11,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from portside.http.base_url import BaseUrl
+from portside.access.policy import Action, Actor
+from portside.http.auth import RegistryAuth
+from portside.http.base_url import BaseUrl, client_address
 from portside.registry.errors import (
     BlobUploadInvalid,
     DigestInvalid,
@@ -24,6 +26,7 @@ from portside.registry.references import Digest, validate_name
 from portside.registry.service import Page, Registry
 from portside.registry.uploads import Uploads
 
+_MANIFEST_ACTIONS = {"GET": Action.PULL, "HEAD": Action.PULL, "PUT": Action.PUSH, "DELETE": Action.DELETE}
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)")
 _EMPTY_DIGEST = str(Digest.of(b""))
 
@@ -33,6 +36,15 @@ class Distribution:
     registry: Registry
     uploads: Uploads
     base_url: BaseUrl
+    auth: RegistryAuth
+
+    async def _allow(self, request: Request, action: Action) -> tuple[str, Actor]:
+        """Validate the repository name, then authorise the request; push creates the package."""
+        name = validate_name(request.path_params["name"])
+        actor = await self.auth.require(request, name, action)
+        if action is Action.PUSH:
+            await self.auth.access.ensure_package(actor, name)
+        return name, actor
 
     def routes(self) -> list[Route]:
         return [
@@ -49,22 +61,24 @@ class Distribution:
 
     # -- base and discovery --------------------------------------------------------------------
 
-    async def root(self, _request: Request) -> Response:
+    async def root(self, request: Request) -> Response:
+        await self.auth.require_signed_in(request)
         return JSONResponse({})
 
     async def catalog(self, request: Request) -> Response:
+        actor, _ = await self.auth.credentials(request, "registry:catalog:*")
         n, last = _pagination(request)
-        page = await self.registry.catalog(n, last)
+        page = await self.registry.catalog(n, last, self.auth.access.readable(actor))
         return _paged(JSONResponse({"repositories": page.items}), "/v2/_catalog", page, n)
 
     async def tags_list(self, request: Request) -> Response:
-        name = validate_name(request.path_params["name"])
+        name, _ = await self._allow(request, Action.PULL)
         n, last = _pagination(request)
         page = await self.registry.tags(name, n, last)
         return _paged(JSONResponse({"name": name, "tags": page.items}), f"/v2/{name}/tags/list", page, n)
 
     async def referrers(self, request: Request) -> Response:
-        name = validate_name(request.path_params["name"])
+        name, _ = await self._allow(request, Action.PULL)
         digest = Digest.parse(request.path_params["digest"])
         artifact_type = request.query_params.get("artifactType") or None
         descriptors = await self.registry.referrers(name, digest, artifact_type)
@@ -75,7 +89,7 @@ class Distribution:
     # -- manifests -----------------------------------------------------------------------------
 
     async def manifest(self, request: Request) -> Response:
-        name = validate_name(request.path_params["name"])
+        name, actor = await self._allow(request, _MANIFEST_ACTIONS[request.method])
         reference = request.path_params["reference"]
         if request.method in ("GET", "HEAD"):
             found = await self.registry.get_manifest(name, reference)
@@ -84,6 +98,9 @@ class Distribution:
             return Response(body, media_type=found.media_type, headers=headers)
         if request.method == "DELETE":
             await self.registry.delete_manifest(name, reference)
+            await self.auth.access.audit(
+                actor, "package.delete_manifest", name, client_address(request), reference=reference
+            )
             return Response(status_code=202)
         try:
             payload = await self._read_manifest_body(request)
@@ -114,10 +131,13 @@ class Distribution:
     # -- blobs ---------------------------------------------------------------------------------
 
     async def blob(self, request: Request) -> Response:
-        name = validate_name(request.path_params["name"])
+        name, actor = await self._allow(request, Action.DELETE if request.method == "DELETE" else Action.PULL)
         digest = Digest.parse(request.path_params["digest"])
         if request.method == "DELETE":
             await self.registry.delete_blob(name, digest)
+            await self.auth.access.audit(
+                actor, "package.delete_blob", name, client_address(request), digest=str(digest)
+            )
             return Response(status_code=202)
         size = await self.registry.blob_size(name, digest)
         headers = {"Docker-Content-Digest": str(digest), "Accept-Ranges": "bytes", "ETag": f'"{digest}"'}
@@ -148,11 +168,11 @@ class Distribution:
         return Response(status_code=status, headers=headers)
 
     async def upload_start(self, request: Request) -> Response:
-        name = validate_name(request.path_params["name"])
+        name, actor = await self._allow(request, Action.PUSH)
         params = request.query_params
         if mount := params.get("mount"):
             digest = Digest.parse(mount)
-            if await self.registry.mount(name, digest, params.get("from") or None):
+            if await self.registry.mount(name, digest, self.auth.access.mount_sources(actor, params.get("from"))):
                 return self._blob_created(request, name, digest)
         elif (digest_param := params.get("digest")) is not None:
             digest = Digest.parse(digest_param)
@@ -166,7 +186,7 @@ class Distribution:
         return self._upload_accepted(request, name, upload_id, 0)
 
     async def upload(self, request: Request) -> Response:
-        name = validate_name(request.path_params["name"])
+        name, _ = await self._allow(request, Action.PUSH)
         upload_id = request.path_params["upload_id"]
         try:
             if request.method == "GET":
