@@ -33,7 +33,7 @@ def bootstrap(settings: Settings) -> str | None:
     return (
         f"Created the site admin {ADMIN!r} with a token that has every package scope (also in {path}):\n\n"
         f"    {token}\n\n"
-        f"Log in with:  echo '{token}' | docker login {settings.host}:{settings.port} -u {ADMIN} --password-stdin\n"
+        f'Log in with:  echo "$TOKEN" | docker login {settings.host}:{settings.port} -u {ADMIN} --password-stdin\n'
         "This is shown once. Create users with `portside user create` and tokens with `portside token create`."
     )
 

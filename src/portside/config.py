@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     port: int = Field(5000, ge=0, le=65535, description="TCP port to listen on.")
     data_dir: Path = Field(Path("portside-data"), description="Where metadata and blobs live.")
     workers: int = Field(0, ge=0, description="Worker processes; 0 means one per CPU.")
-    server: Literal["uvicorn", "granian"] = Field("uvicorn", description="The ASGI server that runs Portside.")
+    server: Literal["uvicorn", "granian"] = Field("granian", description="The ASGI server that runs Portside.")
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in the data directory.")
     max_manifest_bytes: int = Field(4 * 1024 * 1024, gt=0, description="Largest manifest accepted.")
     upload_ttl_seconds: int = Field(24 * 3600, gt=0, description="Abandoned uploads expire after this.")

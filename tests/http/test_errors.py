@@ -150,7 +150,7 @@ def test_empty_name_component(client: httpx.Client) -> None:
 
 
 def test_longest_valid_name(client: httpx.Client) -> None:
-    name = "l" * 120 + "/" + "o" * 134
+    name = "t/" + "l" * 118 + "/" + "o" * 134
     assert len(name) == 255
     push_blob(client, name, b"long name")
     assert client.get(f"/v2/{name}/tags/list").json() == {"name": name, "tags": []}

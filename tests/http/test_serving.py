@@ -34,12 +34,14 @@ def test_forwarded_headers_are_honoured_from_trusted_proxies(tmp_path: Path) -> 
 def test_json_access_log_has_one_line_per_request(tmp_path: Path) -> None:
     with running_server(tmp_path, "json-log", extra_args=["--log-format", "json"]) as server:
         httpx.get(f"{server.url}/v2/", headers={"Authorization": "Bearer do-not-log-me"})
+        httpx.get(f"{server.url}/v2/", headers={"Authorization": server.basic_auth})
         httpx.get(f"{server.url}/v2/octo/nothing/tags/list", headers={"Authorization": server.basic_auth})
     text = server.log_path.read_text()
     assert "do-not-log-me" not in text
+    assert text.count(server.admin[1]) == 1  # printed once, on first start, by design; never logged
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     by_path = {line["path"]: line for line in lines}
-    assert by_path["/v2/"]["status"] == 200
+    assert [line["status"] for line in lines if line["path"] == "/v2/"] == [401, 200]
     assert by_path["/v2/"]["method"] == "GET"
     assert by_path["/v2/octo/nothing/tags/list"]["status"] == 404
     assert {"bytes", "duration_ms", "client"} <= by_path["/v2/"].keys()

@@ -166,7 +166,16 @@ def test_catalog(fresh_registry: Server) -> None:
         assert empty.json() == {"repositories": []}
         assert "link" not in empty.headers
 
-        names = ["octo/hello", "alpine", "octo/tools/hello", "library/redis", "a-b/c", "a/b", "zeta", "a.b"]
+        names = [
+            "octo/hello",
+            "t/alpine",
+            "octo/tools/hello",
+            "t/library/redis",
+            "e2e/a-b/c",
+            "t/a/b",
+            "t/zeta",
+            "e2e/a.b",
+        ]
         for name in names:
             push_blob(client, name, b"catalog")
         expected = sorted(names)
@@ -188,8 +197,8 @@ def test_catalog(fresh_registry: Server) -> None:
         assert zero.json() == {"repositories": []}
         assert "link" not in zero.headers
 
-        after = client.get("/v2/_catalog", params={"last": "library/redis"})
-        assert after.json()["repositories"] == [name for name in expected if name > "library/redis"]
+        after = client.get("/v2/_catalog", params={"last": "t/library/redis"})
+        assert after.json()["repositories"] == [name for name in expected if name > "t/library/redis"]
         assert client.get("/v2/_catalog", params={"last": "zzz"}).json() == {"repositories": []}
 
 

@@ -64,7 +64,8 @@ class Server:
     def client(self, **kwargs: object) -> httpx.Client:
         """An HTTP client signed in as the site admin (Basic credentials on every request)."""
         headers = {"Authorization": self.basic_auth, **kwargs.pop("headers", {})}  # type: ignore[dict-item]
-        return httpx.Client(base_url=self.url, timeout=60, headers=headers, **kwargs)  # type: ignore[arg-type]
+        options: dict[str, object] = {"timeout": 60, **kwargs}
+        return httpx.Client(base_url=self.url, headers=headers, **options)  # type: ignore[arg-type]
 
     def cli(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run `portside ARGS` on this server's data directory, as an operator would."""
@@ -162,7 +163,9 @@ class Server:
 
 @contextmanager
 def running_server(tmp: Path, name: str, **kwargs: object) -> Iterator[Server]:
-    server = Server(data_dir=tmp / "data", port=free_port(), log_path=OUTPUT / "logs" / f"{name}.log", **kwargs)  # type: ignore[arg-type]
+    log_path = OUTPUT / "logs" / f"{name}.log"
+    log_path.unlink(missing_ok=True)  # a new server, a new log; restarts of the same server append to it
+    server = Server(data_dir=tmp / "data", port=free_port(), log_path=log_path, **kwargs)  # type: ignore[arg-type]
     server.start()
     try:
         yield server

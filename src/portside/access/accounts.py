@@ -93,6 +93,7 @@ def find_account(conn: Connection, name: str) -> Account | None:
 
 
 def get_account(conn: Connection, name: str, kind: str | None = None) -> Account:
+    check_account_name(name)  # "Alice" gets "names are lowercase", not "does not exist"
     account = find_account(conn, name)
     if account is None or (kind is not None and account.kind != kind):
         what = {"user": "user", "org": "organization"}.get(kind or "", "account")
@@ -116,7 +117,14 @@ def _create_account(conn: Connection, name: str, kind: str, **values: object) ->
         "allowed_visibilities": ",".join(VISIBILITIES),
     }
     conn.execute(accounts.insert().values(name=name, kind=kind, created_at=now(), **{**defaults, **values}))
-    return get_account(conn, name)
+    account = get_account(conn, name)
+    # Repositories pushed before accounts existed (or whose owner was deleted) belong to the new namespace.
+    conn.execute(
+        update(repositories)
+        .where(repositories.c.owner_id.is_(None), repositories.c.name.like(f"{name}/%"))
+        .values(owner_id=account.id)
+    )
+    return account
 
 
 def create_user(
@@ -310,7 +318,7 @@ def parse_only(value: str | None) -> tuple[str, ...] | None:
     for pattern in patterns:
         owner, _, rest = pattern.partition("/")
         check_account_name(owner, "owner")
-        if rest != "*" and not NAME_RE.fullmatch(pattern):
+        if not rest or (rest != "*" and not NAME_RE.fullmatch(pattern)):
             raise AccessError(f"--only pattern {pattern!r} is invalid: use OWNER/NAME or OWNER/*")
     if not patterns:
         raise AccessError("--only needs at least one OWNER/NAME or OWNER/* pattern")
@@ -375,6 +383,8 @@ _TOKEN_COLUMNS = (personal_tokens, accounts.c.name)
 
 
 def get_token(conn: Connection, token_id: int) -> TokenInfo:
+    if not 0 < token_id < 2**63:  # beyond what the database can hold: no such token, not a crash
+        raise NotFound(f"token {token_id} does not exist")
     row = conn.execute(
         select(*_TOKEN_COLUMNS)
         .join(accounts, accounts.c.id == personal_tokens.c.user_id)

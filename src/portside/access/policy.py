@@ -89,6 +89,9 @@ class Decision:
     reason: str = ""
     # True when the actor may not even know the package exists: answer as if it did not.
     hidden: bool = False
+    # True when no credentials could change the answer (no such namespace, registry disabled), so an
+    # anonymous client is told the reason instead of being asked to log in.
+    final: bool = False
 
 
 ALLOW = Decision(True)
@@ -111,18 +114,23 @@ def decide(actor: Actor, facts: Facts, action: Action) -> Decision:
     package, owner = facts.package, facts.owner
     if "/" not in package:
         return Decision(
-            False, f"{package} has no owner: name packages OWNER/NAME, e.g. {actor.name or 'you'}/{package}"
+            False,
+            f"{package} has no owner: name packages OWNER/NAME, e.g. {actor.name or 'you'}/{package}",
+            final=True,
         )
     token_denial = _token_denial(actor, package, action)
     if not facts.owner_exists:
         if action is Action.PULL:
             return Decision(False, f"repository {package} not found", hidden=True)
-        return Decision(False, f"namespace {owner} does not exist; push to a user or organization that exists")
+        return Decision(
+            False, f"namespace {owner} does not exist; push to a user or organization that exists", final=True
+        )
     if not facts.registry_enabled:
         return Decision(
             False,
             f"organization {owner} has not enabled the container registry; an owner can enable it with "
             f"`portside org set {owner} --container-registry enabled`",
+            final=True,
         )
     role = role_of(actor, facts)
     visible = role >= Role.READ
@@ -138,12 +146,17 @@ def decide(actor: Actor, facts: Facts, action: Action) -> Decision:
 def _token_denial(actor: Actor, package: str, action: Action) -> str | None:
     if actor.anonymous:
         return None
-    if actor.scopes is not None and action not in set().union(*(SCOPE_GRANTS.get(s, set()) for s in actor.scopes)):
+    if not scope_allows(actor, action):
         scope = SCOPE_FOR[action]
         return f"your token lacks the {scope} scope needed to {action} {package}; create a token with it"
     if actor.only is not None and not matches_only(actor.only, package):
         return f"your token is limited to {', '.join(actor.only)} and cannot be used for {package}"
     return None
+
+
+def scope_allows(actor: Actor, action: Action) -> bool:
+    """Whether the actor's token scopes (if it signed in with a token) allow the action."""
+    return actor.scopes is None or any(action in SCOPE_GRANTS.get(scope, ()) for scope in actor.scopes)
 
 
 def _role_denial(actor: Actor, facts: Facts, action: Action, role: Role) -> str:

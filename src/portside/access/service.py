@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Connection, and_, select, update
@@ -91,7 +92,9 @@ class Access:
             return Authenticated(_token_actor(username, user.id, user.is_site_admin, row), row.id)
         if not self.allow_password_login:
             return "the registry accepts personal access tokens, not passwords; create one with `portside token create`"
-        if user is None or user.is_disabled or not secrets.verify_password(user.password_hash, secret):
+        stored = user.password_hash if user is not None and not user.is_disabled else None
+        # Always run the (slow) check, so that timing does not tell which user names exist.
+        if not secrets.verify_password(stored, secret) or user is None:
             return "wrong user name or password"
         return Authenticated(Actor(user.id, username, user.is_site_admin), None)
 
@@ -160,27 +163,24 @@ class Access:
             return and_(readable(actor), repositories.c.name == source)
         return readable(actor)
 
-    async def ensure_package(self, actor: Actor, package: str) -> None:
-        """The first push creates the package: private, owned by its namespace, its creator an admin."""
-        exists = await self.db.read(
-            lambda conn: conn.execute(select(repositories.c.id).where(repositories.c.name == package)).first()
-        )
-        if exists is None:
-            await self.db.write(self._create_package, actor, package)
+    def package_creator(self, actor: Actor) -> Callable[[Connection, int], None]:
+        """Makes a new repository a package: owned by its namespace, private, its creator an admin."""
 
-    def _create_package(self, conn: Connection, actor: Actor, package: str) -> None:
-        owner_id = conn.execute(select(accounts.c.id).where(accounts.c.name == package.split("/", 1)[0])).scalar()
-        inserted = conn.execute(
-            self.db.insert(repositories)
-            .values(name=package, created_at=now(), owner_id=owner_id, visibility="private")
-            .on_conflict_do_nothing(index_elements=["name"])
-        ).rowcount
-        if not inserted:
-            return  # another request created it first
-        if actor.user_id is not None:
-            package_id = conn.execute(select(repositories.c.id).where(repositories.c.name == package)).scalar_one()
-            conn.execute(package_grants.insert().values(repository_id=package_id, user_id=actor.user_id, role="admin"))
-        record(conn, actor.name or "-", "package.create", package)
+        def create(conn: Connection, repository_id: int) -> None:
+            name = conn.execute(select(repositories.c.name).where(repositories.c.id == repository_id)).scalar_one()
+            owner_id = conn.execute(select(accounts.c.id).where(accounts.c.name == name.split("/", 1)[0])).scalar()
+            conn.execute(
+                update(repositories)
+                .where(repositories.c.id == repository_id)
+                .values(owner_id=owner_id, visibility="private")
+            )
+            if actor.user_id is not None:
+                conn.execute(
+                    package_grants.insert().values(repository_id=repository_id, user_id=actor.user_id, role="admin")
+                )
+            record(conn, actor.name or "-", "package.create", name)
+
+        return create
 
     async def grants(self, actor: Actor, package: str, actions: set[Action]) -> tuple[Action, ...]:
         facts = await self.db.read(gather_facts, actor, package)
@@ -206,6 +206,8 @@ class Access:
             "access_token": token,
             "expires_in": expires_in,
             "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(issued)),
+            # What was granted, in the form it was asked for (the OAuth2 answer lists it).
+            "scope": " ".join(f"{g.type}:{g.name}:{','.join(g.actions)}" for g in access),
         }
         if refresh and auth is not None:
             answer["refresh_token"] = self.signer.issue(

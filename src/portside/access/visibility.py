@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
 
-from portside.access.policy import Actor
+from portside.access.policy import Action, Actor, scope_allows
 from portside.metadata.schema import accounts, org_members, package_grants, repositories, team_members
 
 
 def readable(actor: Actor) -> ColumnElement[bool]:
+    if not scope_allows(actor, Action.PULL):
+        return false()  # a token without read:packages reads nothing, as decide() says
     enabled = repositories.c.owner_id.in_(
         select(accounts.c.id).where(or_(accounts.c.kind == "user", accounts.c.registry_enabled == true()))
     )

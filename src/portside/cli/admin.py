@@ -84,6 +84,14 @@ def _print(rows: Sequence[dict[str, Any]], as_json: bool, empty: str) -> None:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
+def _done(message: str, row: dict[str, Any], as_json: bool) -> None:
+    """A change's confirmation: one line for people, or the changed object as JSON for scripts."""
+    if as_json:
+        typer.echo(json.dumps({k: _plain(v) for k, v in row.items()}, indent=2))
+    else:
+        typer.echo(message)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -140,10 +148,12 @@ def user_list(config: ConfigOption = None, data_dir: DataDirOption = None, as_js
 
 
 @user_app.command("delete")
-def user_delete(name: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+def user_delete(
+    name: str, config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False
+) -> None:
     """Delete a user, its tokens and its packages."""
     _write(config, data_dir, lambda c: acc.delete_account(c, name, "user"))
-    typer.echo(f"deleted user {name}")
+    _done(f"deleted user {name}", {"deleted": name}, as_json)
 
 
 # -- tokens ----------------------------------------------------------------------------------------
@@ -158,6 +168,7 @@ def token_create(
     only: Annotated[str | None, typer.Option("--only", help="Limit to OWNER/NAME,OWNER/* packages.")] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the token and its details as JSON.")] = False,
 ) -> None:
     """Create a token and print it (only the token, on stdout; it is not shown again)."""
     try:
@@ -167,12 +178,12 @@ def token_create(
     except acc.AccessError as exc:
         _fail(str(exc))
         return
-    token, _ = _write(
+    token, info = _write(
         config,
         data_dir,
         lambda c: acc.create_token(c, user, parsed_scopes, expires_in=lifetime, note=note, only=patterns),
     )
-    typer.echo(token)
+    _done(token, {**_token_row(info), "token": token}, as_json)
 
 
 @token_app.command("list")
@@ -184,27 +195,29 @@ def token_list(
 ) -> None:
     """List a user's tokens (never their secrets)."""
     tokens = _write(config, data_dir, lambda c: acc.list_tokens(c, user))
-    rows = [
-        {
-            "id": t.id,
-            "note": t.note,
-            "prefix": t.prefix,
-            "scopes": list(t.scopes),
-            "only": list(t.only) if t.only else None,
-            "expires": t.expires_at,
-            "last_used": t.last_used_at,
-            "revoked": t.revoked_at,
-        }
-        for t in tokens
-    ]
-    _print(rows, as_json, f"{user} has no tokens")
+    _print([_token_row(t) for t in tokens], as_json, f"{user} has no tokens")
+
+
+def _token_row(token: acc.TokenInfo) -> dict[str, Any]:
+    return {
+        "id": token.id,
+        "note": token.note,
+        "prefix": token.prefix,
+        "scopes": list(token.scopes),
+        "only": list(token.only) if token.only else None,
+        "expires": token.expires_at,
+        "last_used": token.last_used_at,
+        "revoked": token.revoked_at,
+    }
 
 
 @token_app.command("revoke")
-def token_revoke(token_id: int, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+def token_revoke(
+    token_id: int, config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False
+) -> None:
     """Revoke a token; it stops working at once."""
-    _write(config, data_dir, lambda c: acc.revoke_token(c, token_id))
-    typer.echo(f"revoked token {token_id}")
+    info = _write(config, data_dir, lambda c: acc.revoke_token(c, token_id))
+    _done(f"revoked token {token_id}", _token_row(info), as_json)
 
 
 # -- organizations and teams -----------------------------------------------------------------------
@@ -216,10 +229,11 @@ def org_create(
     owner: Annotated[str, typer.Option("--owner", help="The first owner (a user).")],
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Create an organization."""
-    _write(config, data_dir, lambda c: acc.create_org(c, org, owner))
-    typer.echo(f"created organization {org} owned by {owner}")
+    account = _write(config, data_dir, lambda c: acc.create_org(c, org, owner))
+    _done(f"created organization {org} owned by {owner}", {**_org_row(account), "owner": owner}, as_json)
 
 
 @org_app.command("add-member")
@@ -229,17 +243,20 @@ def org_add_member(
     role: Annotated[str, typer.Option("--role", help="member or owner")] = "member",
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Add a member to an organization, or change a member's role."""
     _write(config, data_dir, lambda c: acc.set_org_member(c, org, user, role))
-    typer.echo(f"{user} is now {role} of {org}")
+    _done(f"{user} is now {role} of {org}", {"org": org, "user": user, "role": role}, as_json)
 
 
 @org_app.command("remove-member")
-def org_remove_member(org: str, user: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+def org_remove_member(
+    org: str, user: str, config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False
+) -> None:
     """Remove a member (and from the organization's teams)."""
     _write(config, data_dir, lambda c: acc.remove_org_member(c, org, user))
-    typer.echo(f"removed {user} from {org}")
+    _done(f"removed {user} from {org}", {"org": org, "removed": user}, as_json)
 
 
 @org_app.command("set")
@@ -261,27 +278,22 @@ def org_set(
     account = _write(
         config, data_dir, lambda c: acc.set_org(c, org, registry_enabled=enabled, allowed_visibilities=visibilities)
     )
-    row = {
-        "org": account.name,
-        "container_registry": "enabled" if account.registry_enabled else "disabled",
-        "allowed_visibilities": list(account.allowed_visibilities),
+    _print([_org_row(account)], as_json, "")
+
+
+def _org_row(org: acc.Account) -> dict[str, Any]:
+    return {
+        "org": org.name,
+        "container_registry": "enabled" if org.registry_enabled else "disabled",
+        "allowed_visibilities": list(org.allowed_visibilities),
     }
-    _print([row], as_json, "")
 
 
 @org_app.command("list")
 def org_list(config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """List organizations."""
     orgs = _write(config, data_dir, lambda c: acc.list_accounts(c, "org"))
-    rows = [
-        {
-            "org": o.name,
-            "container_registry": "enabled" if o.registry_enabled else "disabled",
-            "allowed_visibilities": list(o.allowed_visibilities),
-        }
-        for o in orgs
-    ]
-    _print(rows, as_json, "no organizations")
+    _print([_org_row(o) for o in orgs], as_json, "no organizations")
 
 
 @org_app.command("members")
@@ -294,19 +306,26 @@ def org_members(
 
 
 @team_app.command("create")
-def team_create(org: str, team: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+def team_create(
+    org: str, team: str, config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False
+) -> None:
     """Create a team in an organization."""
     _write(config, data_dir, lambda c: acc.create_team(c, org, team))
-    typer.echo(f"created team {org}/{team}")
+    _done(f"created team {org}/{team}", {"team": f"{org}/{team}"}, as_json)
 
 
 @team_app.command("add-member")
 def team_add_member(
-    org: str, team: str, user: str, config: ConfigOption = None, data_dir: DataDirOption = None
+    org: str,
+    team: str,
+    user: str,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Add an organization member to a team."""
     _write(config, data_dir, lambda c: acc.add_team_member(c, org, team, user))
-    typer.echo(f"added {user} to {org}/{team}")
+    _done(f"added {user} to {org}/{team}", {"team": f"{org}/{team}", "user": user}, as_json)
 
 
 @team_app.command("list")
@@ -364,10 +383,16 @@ def package_show(
 
 
 @package_app.command("visibility")
-def package_visibility(name: str, visibility: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+def package_visibility(
+    name: str,
+    visibility: str,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Make a package private, internal (organization members) or public."""
-    _write(config, data_dir, lambda c: acc.set_visibility(c, name, visibility))
-    typer.echo(f"{name} is now {visibility}")
+    package = _write(config, data_dir, lambda c: acc.set_visibility(c, name, visibility))
+    _done(f"{name} is now {visibility}", _package_row(package), as_json)
 
 
 @package_app.command("grant")
@@ -378,10 +403,12 @@ def package_grant(
     team: Annotated[str | None, typer.Option("--team", help="ORG/TEAM")] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Give a user or a team a role on a package."""
     _write(config, data_dir, lambda c: acc.grant(c, name, role, user=user, team=team))
-    typer.echo(f"{user or team} now has {role} on {name}")
+    row = {"package": name, "kind": "user" if user else "team", "name": user or team, "role": role}
+    _done(f"{user or team} now has {role} on {name}", row, as_json)
 
 
 @package_app.command("revoke")
@@ -391,10 +418,12 @@ def package_revoke(
     team: Annotated[str | None, typer.Option("--team", help="ORG/TEAM")] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Take a user's or team's role on a package away."""
     _write(config, data_dir, lambda c: acc.revoke(c, name, user=user, team=team))
-    typer.echo(f"{user or team} no longer has a role on {name}")
+    row = {"package": name, "kind": "user" if user else "team", "name": user or team, "role": None}
+    _done(f"{user or team} no longer has a role on {name}", row, as_json)
 
 
 # -- audit -----------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from typer.exceptions import TyperException
 
 from portside.cli import admin
 from portside.config import CONFIG_FILE_ENV, Settings
@@ -116,4 +117,17 @@ admin.register(app)
 
 
 def main() -> None:
-    sys.exit(app())
+    """Run the CLI; a usage mistake is one line on stderr and exit code 2, like every other bad input."""
+    try:
+        result = app(standalone_mode=False)
+    except TyperException as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        context = getattr(exc, "ctx", None)
+        if not message and context is not None:  # a command group called without a command
+            typer.echo(context.get_help())
+        else:
+            typer.echo(f"error: {message} (see --help)", err=True)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -9,7 +9,6 @@ know the package exists.
 from __future__ import annotations
 
 import base64
-import binascii
 
 from starlette.requests import Request
 
@@ -82,7 +81,7 @@ class RegistryAuth:
         decision = await self.access.decide(actor, name, action)
         if decision.allowed and claims is None:
             return actor
-        if decision.allowed or actor.anonymous:
+        if decision.allowed or (actor.anonymous and not decision.final):
             # The bearer token lacks this scope, or nobody signed in: tell the client to get a token.
             error = "insufficient_scope" if claims is not None else None
             if actor.anonymous:
@@ -108,7 +107,10 @@ class RegistryAuth:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "basic" or not value.strip():
             raise Unauthorized("the token endpoint takes Basic credentials: your user name and a personal access token")
-        username, secret = _basic(value.strip())
+        try:
+            username, secret = _basic(value.strip())
+        except AuthenticationFailed as exc:
+            raise Unauthorized(str(exc)) from None
         return await self.password_grant(request, username, secret)
 
     async def password_grant(self, request: Request, username: str, secret: str) -> Authenticated:
@@ -121,11 +123,12 @@ class RegistryAuth:
 
 
 def _basic(value: str) -> tuple[str, str]:
+    malformed = AuthenticationFailed("malformed Basic credentials: send the base64 of user:token")
     try:
         decoded = base64.b64decode(value, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        raise Unauthorized("malformed Basic credentials: expected base64 of user:token") from None
+    except ValueError:  # not base64 (binascii.Error), not ASCII, or not UTF-8 (UnicodeDecodeError)
+        raise malformed from None
     username, sep, secret = decoded.partition(":")
     if not sep or not username:
-        raise Unauthorized("malformed Basic credentials: expected base64 of user:token")
+        raise malformed
     return username, secret

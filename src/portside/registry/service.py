@@ -7,6 +7,7 @@ store. Nothing here knows about HTTP.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,10 @@ from portside.registry.manifests import ParsedManifest, parse_manifest
 from portside.registry.references import Digest, parse_reference
 
 MAX_PAGE = 1000
+
+
+# Called inside the transaction that creates a repository, with its id: packages get their owner here.
+OnCreate = Callable[[Connection, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +75,17 @@ class Registry:
 
     # -- repositories --------------------------------------------------------------------------
 
-    def ensure_repository(self, conn: Connection, name: str) -> int:
+    def ensure_repository(self, conn: Connection, name: str, on_create: OnCreate | None = None) -> int:
+        """The repository's id, creating it on its first successful write (and calling `on_create`)."""
         repository_id = _repository_id(conn, name)
         if repository_id is not None:
             return repository_id
         stmt = self.db.insert(repositories).values(name=name, created_at=now())
-        conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
-        return _require_repository(conn, name)
+        inserted = conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"])).rowcount
+        repository_id = _require_repository(conn, name)
+        if inserted and on_create is not None:
+            on_create(conn, repository_id)
+        return repository_id
 
     async def catalog(self, n: int | None, last: str | None, visible: ColumnElement[bool]) -> Page:
         """Repository names in byte order; `visible` selects those the caller may see."""
@@ -120,21 +129,23 @@ class Registry:
         if not await self.db.write(change):
             raise BlobUnknown(f"blob {digest} is not in repository {name}", detail={"digest": str(digest)})
 
-    def link_blob(self, conn: Connection, name: str, digest: str, size: int) -> None:
+    def link_blob(self, conn: Connection, name: str, digest: str, size: int, on_create: OnCreate | None) -> None:
         """Record a verified blob and make it readable in repository `name`."""
         conn.execute(
             self.db.insert(blobs)
             .values(digest=digest, size=size, created_at=now())
             .on_conflict_do_nothing(index_elements=["digest"])
         )
-        repository_id = self.ensure_repository(conn, name)
+        repository_id = self.ensure_repository(conn, name, on_create)
         conn.execute(
             self.db.insert(repository_blobs)
             .values(repository_id=repository_id, digest=digest, created_at=now())
             .on_conflict_do_nothing(index_elements=["repository_id", "digest"])
         )
 
-    async def mount(self, name: str, digest: Digest, sources: ColumnElement[bool]) -> bool:
+    async def mount(
+        self, name: str, digest: Digest, sources: ColumnElement[bool], on_create: OnCreate | None = None
+    ) -> bool:
         """Link a blob that a repository matching `sources` has into `name`; False when there is none."""
 
         def change(conn: Connection) -> bool:
@@ -146,7 +157,7 @@ class Registry:
             size = conn.execute(stmt.limit(1)).scalar()
             if size is None or self.store.size(str(digest)) is None:
                 return False
-            self.link_blob(conn, name, str(digest), size)
+            self.link_blob(conn, name, str(digest), size, on_create)
             return True
 
         return await self.db.write(change)
@@ -183,7 +194,9 @@ class Registry:
             )
         return found
 
-    async def put_manifest(self, name: str, reference: str, payload: bytes, content_type: str) -> ParsedManifest:
+    async def put_manifest(
+        self, name: str, reference: str, payload: bytes, content_type: str, on_create: OnCreate | None = None
+    ) -> ParsedManifest:
         if len(payload) > self.max_manifest_bytes:
             raise SizeInvalid(
                 f"manifest is {len(payload)} bytes; this registry accepts at most {self.max_manifest_bytes}",
@@ -198,11 +211,13 @@ class Registry:
                 detail={"expected": str(ref), "computed": str(parsed.digest)},
             )
         tag = None if isinstance(ref, Digest) else ref
-        await self.db.write(self._store_manifest, name, parsed, tag)
+        await self.db.write(self._store_manifest, name, parsed, tag, on_create)
         return parsed
 
-    def _store_manifest(self, conn: Connection, name: str, parsed: ParsedManifest, tag: str | None) -> None:
-        repository_id = self.ensure_repository(conn, name)
+    def _store_manifest(
+        self, conn: Connection, name: str, parsed: ParsedManifest, tag: str | None, on_create: OnCreate | None
+    ) -> None:
+        repository_id = self.ensure_repository(conn, name, on_create)
         _check_references(conn, repository_id, name, parsed)
         digest = str(parsed.digest)
         inserted = conn.execute(

@@ -30,7 +30,7 @@ from portside.registry.errors import (
     SizeInvalid,
 )
 from portside.registry.references import Digest
-from portside.registry.service import Registry
+from portside.registry.service import OnCreate, Registry
 
 # Bytes are handed to a writer thread in buffers of this size, so that receiving the next
 # buffer overlaps with hashing and writing the previous one (hashlib and os.write drop the GIL).
@@ -114,19 +114,30 @@ class Uploads:
             return await self._receive(file, upload_id, offset, chunks, content_length)
 
     async def finish(
-        self, name: str, upload_id: str, digest: Digest, chunks: AsyncIterator[bytes], content_length: int | None
+        self,
+        name: str,
+        upload_id: str,
+        digest: Digest,
+        chunks: AsyncIterator[bytes],
+        content_length: int | None,
+        on_create: OnCreate | None = None,
     ) -> None:
         offset = await self.status(name, upload_id)
         async with self._writing(name, upload_id, offset) as file:
             size = await self._receive(file, upload_id, offset, chunks, content_length)
-            await self._complete(name, upload_id, digest, size)
+            await self._complete(name, upload_id, digest, size, on_create)
 
     async def monolithic(
-        self, name: str, digest: Digest, chunks: AsyncIterator[bytes], content_length: int | None
+        self,
+        name: str,
+        digest: Digest,
+        chunks: AsyncIterator[bytes],
+        content_length: int | None,
+        on_create: OnCreate | None = None,
     ) -> None:
         upload_id = await self.start(name)
         try:
-            await self.finish(name, upload_id, digest, chunks, content_length)
+            await self.finish(name, upload_id, digest, chunks, content_length, on_create)
         except BaseException:
             with contextlib.suppress(BlobUploadUnknown):
                 await self.cancel(name, upload_id)
@@ -231,7 +242,7 @@ class Uploads:
                 "check its status with GET and resend from there"
             )
 
-    async def _complete(self, name: str, upload_id: str, digest: Digest, size: int) -> None:
+    async def _complete(self, name: str, upload_id: str, digest: Digest, size: int, on_create: OnCreate | None) -> None:
         cached = self._hashers.pop(upload_id, None)
         if digest.algorithm == DEFAULT_ALGORITHM and cached is not None and cached[0] == size:
             actual = cached[1].hexdigest()
@@ -247,7 +258,7 @@ class Uploads:
         await self._run(self.store.commit_upload, upload_id, str(digest), size)
 
         def record(conn: Connection) -> None:
-            self.registry.link_blob(conn, name, str(digest), size)
+            self.registry.link_blob(conn, name, str(digest), size, on_create)
             conn.execute(delete(uploads).where(uploads.c.id == upload_id))
 
         await self.db.write(record)

@@ -23,7 +23,7 @@ from portside.registry.errors import (
 )
 from portside.registry.manifests import OCI_INDEX
 from portside.registry.references import Digest, validate_name
-from portside.registry.service import Page, Registry
+from portside.registry.service import OnCreate, Page, Registry
 from portside.registry.uploads import Uploads
 
 _MANIFEST_ACTIONS = {"GET": Action.PULL, "HEAD": Action.PULL, "PUT": Action.PUSH, "DELETE": Action.DELETE}
@@ -39,12 +39,9 @@ class Distribution:
     auth: RegistryAuth
 
     async def _allow(self, request: Request, action: Action) -> tuple[str, Actor]:
-        """Validate the repository name, then authorise the request; push creates the package."""
+        """Validate the repository name, then authorise the request."""
         name = validate_name(request.path_params["name"])
-        actor = await self.auth.require(request, name, action)
-        if action is Action.PUSH:
-            await self.auth.access.ensure_package(actor, name)
-        return name, actor
+        return name, await self.auth.require(request, name, action)
 
     def routes(self) -> list[Route]:
         return [
@@ -58,6 +55,10 @@ class Distribution:
             Route("/v2/{name:path}/blobs/{digest}", self.blob, methods=["GET", "DELETE"]),
             Route("/v2/{name:path}/referrers/{digest}", self.referrers, methods=["GET"]),
         ]
+
+    def _creator(self, actor: Actor) -> OnCreate:
+        """What makes a repository a package when a push first writes to it."""
+        return self.auth.access.package_creator(actor)
 
     # -- base and discovery --------------------------------------------------------------------
 
@@ -106,7 +107,9 @@ class Distribution:
             payload = await self._read_manifest_body(request)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is left to read an answer
-        parsed = await self.registry.put_manifest(name, reference, payload, request.headers.get("content-type", ""))
+        parsed = await self.registry.put_manifest(
+            name, reference, payload, request.headers.get("content-type", ""), self._creator(actor)
+        )
         headers = {
             "Location": f"{self.base_url(request)}/v2/{name}/manifests/{parsed.digest}",
             "Docker-Content-Digest": str(parsed.digest),
@@ -172,13 +175,16 @@ class Distribution:
         params = request.query_params
         if mount := params.get("mount"):
             digest = Digest.parse(mount)
-            if await self.registry.mount(name, digest, self.auth.access.mount_sources(actor, params.get("from"))):
+            sources = self.auth.access.mount_sources(actor, params.get("from"))
+            if await self.registry.mount(name, digest, sources, self._creator(actor)):
                 return self._blob_created(request, name, digest)
         elif (digest_param := params.get("digest")) is not None:
             digest = Digest.parse(digest_param)
             if _has_body(request) or str(digest) == _EMPTY_DIGEST:
                 try:
-                    await self.uploads.monolithic(name, digest, _stream(request), _content_length(request))
+                    await self.uploads.monolithic(
+                        name, digest, _stream(request), _content_length(request), self._creator(actor)
+                    )
                 except ClientDisconnect:
                     return Response(status_code=400)
                 return self._blob_created(request, name, digest)
@@ -186,7 +192,7 @@ class Distribution:
         return self._upload_accepted(request, name, upload_id, 0)
 
     async def upload(self, request: Request) -> Response:
-        name, _ = await self._allow(request, Action.PUSH)
+        name, actor = await self._allow(request, Action.PUSH)
         upload_id = request.path_params["upload_id"]
         try:
             if request.method == "GET":
@@ -205,7 +211,9 @@ class Distribution:
             if not digest_param:
                 raise DigestInvalid("the digest query parameter is required to complete an upload")
             digest = Digest.parse(digest_param)
-            await self.uploads.finish(name, upload_id, digest, _stream(request), _content_length(request))
+            await self.uploads.finish(
+                name, upload_id, digest, _stream(request), _content_length(request), self._creator(actor)
+            )
             return self._blob_created(request, name, digest)
         except ClientDisconnect:
             # Nobody is left to read an answer; what this request sent has been discarded.

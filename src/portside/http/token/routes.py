@@ -26,7 +26,8 @@ class TokenService:
     async def get_token(self, request: Request) -> Response:
         self._check_service(request.query_params.get("service"))
         authenticated = await self.auth.token_credentials(request)
-        scopes = request.query_params.getlist("scope")
+        # `scope` repeats; some clients also put several in one, space-separated, as the POST form does.
+        scopes = [scope for value in request.query_params.getlist("scope") for scope in value.split(" ") if scope]
         offline = request.query_params.get("offline_token") == "true"
         return _answer(await self.access.issue(authenticated, scopes, refresh=offline))
 
