@@ -675,6 +675,10 @@ def test_failed_authentications_are_rate_limited_per_address_and_per_user(tmp_pa
         failed = [e for e in events if e.action == "auth.failure"]
         assert [(e.actor, e.target, e.client) for e in failed] == [("ana", "ana", "127.0.0.1")] * 3
         assert all(wrong not in json.dumps(e.detail) for e in failed)
+        # Sign-ins are recorded too, once a minute per token at most (clients sign in for every pull).
+        logins = [(e.actor, e.client) for e in events if e.action == "auth.login"]
+        assert ("ben", "127.0.0.2") in logins
+        assert logins.count(("ana", "127.0.0.1")) == 1
 
 
 # -- passwords and short-lived tokens -------------------------------------------------------------

@@ -67,7 +67,7 @@ class Access:
             self.limiter.fail(*keys)
             await self.db.write(record, username or "-", "auth.failure", username, {"reason": result}, client)
             raise AuthenticationFailed(result)
-        await self._touch(result.token_id)
+        await self._signed_in(result, username, client)
         return result
 
     def _check_basic(self, conn: Connection, username: str, secret: str) -> Authenticated | str:
@@ -128,19 +128,23 @@ class Access:
             return problem
         return _token_actor(user.name, claims.user_id, user.is_site_admin, row)
 
-    async def _touch(self, token_id: int | None) -> None:
-        """Record when a token was last used, at most once a minute per token and process."""
-        if token_id is None:
-            return
+    async def _signed_in(self, result: Authenticated, username: str, client: str) -> None:
+        """Record a sign-in and the token's last use, at most once a minute per token and process:
+        clients sign in for every pull, and the audit log should show who, not every request."""
+        key = result.token_id if result.token_id is not None else -(result.actor.user_id or 0)
         moment = time.monotonic()
-        if moment - self._last_used.get(token_id, -LAST_USED_EVERY) < LAST_USED_EVERY:
+        if moment - self._last_used.get(key, -LAST_USED_EVERY) < LAST_USED_EVERY:
             return
-        self._last_used[token_id] = moment
-        await self.db.write(
-            lambda conn: conn.execute(
-                update(personal_tokens).where(personal_tokens.c.id == token_id).values(last_used_at=now())
-            )
-        )
+        self._last_used[key] = moment
+
+        def change(conn: Connection) -> None:
+            if result.token_id is not None:
+                conn.execute(
+                    update(personal_tokens).where(personal_tokens.c.id == result.token_id).values(last_used_at=now())
+                )
+            record(conn, username, "auth.login", username, {"token": result.token_id}, client)
+
+        await self.db.write(change)
 
     # -- authorisation -------------------------------------------------------------------------
 
