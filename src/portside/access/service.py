@@ -10,8 +10,10 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, Connection, and_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, select, update
 
 from portside.access import secrets
 from portside.access.accounts import highest_grant
@@ -54,6 +56,26 @@ class Access:
         self.allow_password_login = allow_password_login
         self.limiter = limiter
         self._last_used: dict[int, float] = {}
+        # Checked on every request that carries a bearer token: prepared once (metadata.database.Query).
+        self._bearer_query = db.query(
+            select(
+                accounts.c.name,
+                accounts.c.is_site_admin,
+                accounts.c.is_disabled,
+                personal_tokens.c.id,
+                personal_tokens.c.revoked_at,
+                personal_tokens.c.expires_at,
+                personal_tokens.c.scopes,
+                personal_tokens.c.only,
+            )
+            .select_from(
+                accounts.outerjoin(
+                    personal_tokens,
+                    and_(personal_tokens.c.user_id == accounts.c.id, personal_tokens.c.id == bindparam("token_id")),
+                )
+            )
+            .where(accounts.c.id == bindparam("user_id"))
+        )
 
     # -- authentication ------------------------------------------------------------------------
 
@@ -105,28 +127,24 @@ class Access:
             raise InvalidToken("a refresh token cannot be used as a bearer token; exchange it at the token endpoint")
         if claims.user_id is None:
             return ANONYMOUS, claims
-        actor = await self.db.read(self._bearer_actor, claims)
+        actor = await self._bearer_actor(claims)
         if isinstance(actor, str):
             raise InvalidToken(actor)
         return actor, claims
 
-    def _bearer_actor(self, conn: Connection, claims: Claims) -> Actor | str:
-        user = conn.execute(
-            select(accounts.c.name, accounts.c.is_site_admin, accounts.c.is_disabled).where(
-                accounts.c.id == claims.user_id
-            )
-        ).first()
-        if user is None or user.is_disabled:
+    async def _bearer_actor(self, claims: Claims) -> Actor | str:
+        row = await self.db.fetch_one(self._bearer_query, user_id=claims.user_id, token_id=claims.token_id)
+        if row is None:
+            return "the user this token was issued to no longer exists or is disabled"
+        name, site_admin, disabled, token_id, revoked_at, expires_at, scopes, only = row
+        if disabled:
             return "the user this token was issued to no longer exists or is disabled"
         if claims.token_id is None:
-            return Actor(claims.user_id, user.name, user.is_site_admin)
-        row = conn.execute(select(personal_tokens).where(personal_tokens.c.id == claims.token_id)).first()
-        if row is None:
+            return Actor(claims.user_id, name, site_admin)
+        if token_id is None:
             return "the personal access token behind this bearer token was deleted"
-        problem = _token_problem(row)
-        if problem:
-            return problem
-        return _token_actor(user.name, claims.user_id, user.is_site_admin, row)
+        token = _TokenRow(revoked_at, expires_at, scopes, only)
+        return _token_problem(token) or _token_actor(name, claims.user_id, site_admin, token)
 
     async def _signed_in(self, result: Authenticated, username: str, client: str) -> None:
         """Record a sign-in and the token's last use, at most once a minute per token and process:
@@ -244,10 +262,17 @@ class Access:
         claims = self.signer.verify(refresh_token, self.service)
         if not claims.refresh or claims.user_id is None:
             raise InvalidToken("not a refresh token")
-        actor = await self.db.read(self._bearer_actor, claims)
+        actor = await self._bearer_actor(claims)
         if isinstance(actor, str):
             raise InvalidToken(actor)
         return Authenticated(actor, claims.token_id)
+
+
+class _TokenRow(NamedTuple):
+    revoked_at: datetime | None
+    expires_at: datetime | None
+    scopes: str
+    only: str | None
 
 
 def _token_problem(row: object) -> str | None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, delete, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, delete, select
 
 from portside.blobs.filesystem import FilesystemBlobStore
 from portside.clock import now
@@ -72,6 +72,24 @@ class Registry:
         self.db = db
         self.store = store
         self.max_manifest_bytes = max_manifest_bytes
+        # The hot reads, prepared once (see metadata.database.Query).
+        cols = (manifests.c.digest, manifests.c.media_type, manifests.c.payload, manifests.c.subject_digest)
+        name, ref = bindparam("name"), bindparam("ref")
+        self._manifest_by_digest = db.query(
+            select(*cols)
+            .select_from(manifests.join(repositories))
+            .where(repositories.c.name == name, manifests.c.digest == ref)
+        )
+        self._manifest_by_tag = db.query(
+            select(*cols)
+            .select_from(tags.join(repositories).join(manifests, manifests.c.id == tags.c.manifest_id))
+            .where(repositories.c.name == name, tags.c.name == ref)
+        )
+        self._blob_size = db.query(
+            select(blobs.c.size)
+            .select_from(repository_blobs.join(repositories).join(blobs))
+            .where(repositories.c.name == name, repository_blobs.c.digest == ref)
+        )
 
     # -- repositories --------------------------------------------------------------------------
 
@@ -101,14 +119,8 @@ class Registry:
     # -- blobs ---------------------------------------------------------------------------------
 
     async def blob_size(self, name: str, digest: Digest) -> int:
-        def query(conn: Connection) -> int | None:
-            return conn.execute(
-                select(blobs.c.size)
-                .select_from(repository_blobs.join(repositories).join(blobs))
-                .where(repositories.c.name == name, repository_blobs.c.digest == str(digest))
-            ).scalar()
-
-        size = await self.db.read(query)
+        row = await self.db.fetch_one(self._blob_size, name=name, ref=str(digest))
+        size = row[0] if row else None
         if size is None:
             raise BlobUnknown(f"blob {digest} is not in repository {name}", detail={"digest": str(digest)})
         return size
@@ -166,33 +178,14 @@ class Registry:
 
     async def get_manifest(self, name: str, reference: str) -> StoredManifest:
         ref = parse_reference(reference)
-
-        def query(conn: Connection) -> StoredManifest | None:
-            cols = (manifests.c.digest, manifests.c.media_type, manifests.c.payload, manifests.c.subject_digest)
-            if isinstance(ref, Digest):
-                stmt = (
-                    select(*cols)
-                    .select_from(manifests.join(repositories))
-                    .where(repositories.c.name == name, manifests.c.digest == str(ref))
-                )
-            else:
-                stmt = (
-                    select(*cols)
-                    .select_from(tags.join(repositories).join(manifests, manifests.c.id == tags.c.manifest_id))
-                    .where(repositories.c.name == name, tags.c.name == ref)
-                )
-            row = conn.execute(stmt).first()
-            if row is None:
-                _require_repository(conn, name)
-                return None
+        query = self._manifest_by_digest if isinstance(ref, Digest) else self._manifest_by_tag
+        row = await self.db.fetch_one(query, name=name, ref=str(ref))
+        if row is not None:
             return StoredManifest(*row)
-
-        found = await self.db.read(query)
-        if found is None:
-            raise ManifestUnknown(
-                f"manifest {reference} is not in repository {name}", detail={"name": name, "reference": reference}
-            )
-        return found
+        await self.db.read(_require_repository, name)  # NAME_UNKNOWN rather than MANIFEST_UNKNOWN
+        raise ManifestUnknown(
+            f"manifest {reference} is not in repository {name}", detail={"name": name, "reference": reference}
+        )
 
     async def put_manifest(
         self, name: str, reference: str, payload: bytes, content_type: str, on_create: OnCreate | None = None
