@@ -71,12 +71,14 @@ class Query:
         compiled = stmt.compile(dialect=engine.dialect)
         self.sql = str(compiled)
         self._names = list(compiled.positiontup or [])
+        # Values SQLAlchemy bound itself (an OFFSET 0 that comes with LIMIT, say).
+        self._defaults = {name: compiled.binds[name].effective_value for name in self._names}
         self._binds = [compiled.binds[name].type._cached_bind_processor(engine.dialect) for name in self._names]
         self._results = [col.type._cached_result_processor(engine.dialect, None) for col in stmt.selected_columns]
         self._convert = any(self._results)
 
     def parameters(self, params: dict[str, Any]) -> list[Any]:
-        values = [params[name] for name in self._names]
+        values = [params[name] if name in params else self._defaults[name] for name in self._names]
         return [bind(v) if bind else v for bind, v in zip(self._binds, values, strict=True)]
 
     def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:

@@ -85,6 +85,14 @@ class Registry:
             .select_from(tags.join(repositories).join(manifests, manifests.c.id == tags.c.manifest_id))
             .where(repositories.c.name == name, tags.c.name == ref)
         )
+        tag_names = (
+            select(tags.c.name)
+            .select_from(tags.join(repositories))
+            .where(repositories.c.name == name, tags.c.name > bindparam("last"))
+            .order_by(tags.c.name)
+        )
+        self._all_tags = db.query(tag_names)
+        self._tags_page = db.query(tag_names.limit(bindparam("limit")))
         self._blob_size = db.query(
             select(blobs.c.size)
             .select_from(repository_blobs.join(repositories).join(blobs))
@@ -268,14 +276,18 @@ class Registry:
     # -- tags and referrers --------------------------------------------------------------------
 
     async def tags(self, name: str, n: int | None, last: str | None) -> Page:
-        def query(conn: Connection) -> Page:
-            repository_id = _require_repository(conn, name)
-            stmt = select(tags.c.name).where(tags.c.repository_id == repository_id).order_by(tags.c.name)
-            if last:
-                stmt = stmt.where(tags.c.name > last)
-            return _page(conn, stmt, n)
-
-        return await self.db.read(query)
+        if n == 0:
+            await self.db.read(_require_repository, name)
+            return Page([], more=False)
+        limit = MAX_PAGE if n is None else min(n, MAX_PAGE)
+        query = self._all_tags if n is None else self._tags_page
+        rows = await self.db.fetch(query, name=name, last=last or "", limit=limit + 1)
+        if not rows:
+            await self.db.read(_require_repository, name)  # NAME_UNKNOWN for a repository that does not exist
+        names = [row[0] for row in rows]
+        if n is None:
+            return Page(names, more=False)
+        return Page(names[:limit], more=len(names) > limit)
 
     async def referrers(self, name: str, digest: Digest, artifact_type: str | None) -> list[dict[str, object]]:
         def query(conn: Connection) -> list[dict[str, object]]:
