@@ -210,3 +210,24 @@ def test_catalog_lists_repositories_that_only_have_manifests_deleted(fresh_regis
         assert client.delete("/v2/octo/kept/manifests/v1").status_code == 202
         assert client.get("/v2/_catalog").json() == {"repositories": ["octo/kept"]}
         assert client.get("/v2/octo/kept/tags/list").json() == {"name": "octo/kept", "tags": []}
+
+
+def test_cached_tag_lists_follow_every_change_in_every_worker(client: httpx.Client, repo: str) -> None:
+    """Each worker caches tag lists per repository version: no worker may serve a stale list."""
+    manifest = oci_image(repo, client, "cached")
+    push_manifest(client, repo, "a", manifest)
+    push_manifest(client, repo, "b", manifest)
+
+    def listings() -> set[tuple[str, ...]]:
+        # A new connection per request: they land on both of the session registry's workers.
+        url = f"{str(client.base_url).rstrip('/')}/v2/{repo}/tags/list"
+        return {tuple(httpx.get(url, headers=client.headers, timeout=30).json()["tags"]) for _ in range(20)}
+
+    assert listings() == {("a", "b")}
+    push_manifest(client, repo, "c", manifest)
+    assert listings() == {("a", "b", "c")}
+    assert client.delete(f"/v2/{repo}/manifests/b").status_code == 202
+    assert listings() == {("a", "c")}
+    digest = client.head(f"/v2/{repo}/manifests/a").headers["docker-content-digest"]
+    assert client.delete(f"/v2/{repo}/manifests/{digest}").status_code == 202  # takes every tag with it
+    assert listings() == {()}

@@ -45,6 +45,8 @@ repositories = Table(
     # The package model: OWNER/NAME, owned by a user or an organization, private on first push.
     Column("owner_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE")),
     Column("visibility", String(16), nullable=False, default="private", server_default="private"),
+    # Bumped by every change to the repository's tags: workers cache tag lists per version.
+    Column("tags_version", BigInteger, nullable=False, default=0, server_default="0"),
     Index("ix_repositories_owner_id", "owner_id"),
 )
 

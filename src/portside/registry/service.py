@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, delete, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, delete, select, update
 
 from portside.blobs.filesystem import FilesystemBlobStore
 from portside.clock import now
@@ -36,6 +36,7 @@ from portside.registry.manifests import ParsedManifest, parse_manifest
 from portside.registry.references import Digest, parse_reference
 
 MAX_PAGE = 1000
+TAG_PAGE_CACHE = 256  # tag-list pages kept per process (at most ~15 MiB of names)
 
 
 # Called inside the transaction that creates a repository, with its id: packages get their owner here.
@@ -58,6 +59,14 @@ class Page:
 
 def _repository_id(conn: Connection, name: str) -> int | None:
     return conn.execute(select(repositories.c.id).where(repositories.c.name == name)).scalar()
+
+
+def _tags_changed(conn: Connection, repository_id: int) -> None:
+    conn.execute(
+        update(repositories)
+        .where(repositories.c.id == repository_id)
+        .values(tags_version=repositories.c.tags_version + 1)
+    )
 
 
 def _require_repository(conn: Connection, name: str) -> int:
@@ -92,6 +101,8 @@ class Registry:
             .order_by(tags.c.name)
         )
         self._all_tags = db.query(tag_names)
+        self._tags_version = db.query(select(repositories.c.tags_version).where(repositories.c.name == name))
+        self._tag_pages: dict[tuple[str, int, int | None, str | None], Page] = {}
         self._tags_page = db.query(tag_names.limit(bindparam("limit")))
         self._blob_size = db.query(
             select(blobs.c.size)
@@ -254,6 +265,7 @@ class Registry:
                     set_={"manifest_id": stmt.excluded.manifest_id, "updated_at": stmt.excluded.updated_at},
                 )
             )
+            _tags_changed(conn, repository_id)
 
     async def delete_manifest(self, name: str, reference: str) -> None:
         ref = parse_reference(reference)
@@ -266,7 +278,10 @@ class Registry:
                 )
             else:
                 stmt = delete(tags).where(tags.c.repository_id == repository_id, tags.c.name == ref)
-            return conn.execute(stmt).rowcount
+            deleted = conn.execute(stmt).rowcount
+            if deleted:
+                _tags_changed(conn, repository_id)  # deleting a manifest deletes its tags too
+            return deleted
 
         if not await self.db.write(change):
             raise ManifestUnknown(
@@ -276,14 +291,25 @@ class Registry:
     # -- tags and referrers --------------------------------------------------------------------
 
     async def tags(self, name: str, n: int | None, last: str | None) -> Page:
+        """A page of tags, from this process's cache while the repository's tags have not changed."""
+        row = await self.db.fetch_one(self._tags_version, name=name)
+        if row is None:
+            raise NameUnknown(f"repository {name} is not known to this registry", detail={"name": name})
+        key = (name, row[0], n, last)
+        page = self._tag_pages.get(key)
+        if page is None:
+            page = await self._read_tags(name, n, last)
+            if len(self._tag_pages) >= TAG_PAGE_CACHE:
+                self._tag_pages.pop(next(iter(self._tag_pages)))  # the oldest entry
+            self._tag_pages[key] = page
+        return page
+
+    async def _read_tags(self, name: str, n: int | None, last: str | None) -> Page:
         if n == 0:
-            await self.db.read(_require_repository, name)
             return Page([], more=False)
         limit = MAX_PAGE if n is None else min(n, MAX_PAGE)
         query = self._all_tags if n is None else self._tags_page
         rows = await self.db.fetch(query, name=name, last=last or "", limit=limit + 1)
-        if not rows:
-            await self.db.read(_require_repository, name)  # NAME_UNKNOWN for a repository that does not exist
         names = [row[0] for row in rows]
         if n is None:
             return Page(names, more=False)
