@@ -93,9 +93,5 @@ class Settings(BaseSettings):
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'portside.db'}"
 
-    @property
-    def blob_root(self) -> Path:
-        return self.data_dir.resolve() / "blobs"
-
     def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(item, strict=False) for item in self.trusted_proxies]

@@ -136,12 +136,6 @@ def create_user(
     return user
 
 
-def set_password(conn: Connection, name: str, password: str, *, actor: str = "cli") -> None:
-    user = get_account(conn, name, "user")
-    conn.execute(update(accounts).where(accounts.c.id == user.id).values(password_hash=secrets.hash_password(password)))
-    record(conn, actor, "user.password", name)
-
-
 def delete_account(conn: Connection, name: str, kind: str, *, actor: str = "cli") -> None:
     account = get_account(conn, name, kind)
     conn.execute(delete(accounts).where(accounts.c.id == account.id))
