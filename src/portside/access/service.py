@@ -25,7 +25,6 @@ from portside.access.visibility import readable
 from portside.clock import now
 from portside.metadata.database import Database
 from portside.metadata.schema import accounts, org_members, package_grants, personal_tokens, repositories
-from portside.registry.references import NAME_RE
 
 LAST_USED_EVERY = 60.0  # seconds between last-used updates of one token
 
@@ -173,16 +172,6 @@ class Access:
         await self.db.write(record, actor.name or "-", action, target, detail or None, client)
 
     def readable(self, actor: Actor) -> ColumnElement[bool]:
-        return readable(actor)
-
-    def mount_sources(self, actor: Actor, source: str | None) -> ColumnElement[bool]:
-        """Where a blob may be mounted from: the named repository if readable, else any readable one.
-
-        Clients send `from` for repositories they merely saw before, so an unreadable or invalid
-        `from` is not an error: the mount falls back to what the caller can read, then to an upload.
-        """
-        if source and NAME_RE.fullmatch(source):
-            return and_(readable(actor), repositories.c.name == source)
         return readable(actor)
 
     def package_creator(self, actor: Actor) -> Callable[[Connection, int], None]:

@@ -18,6 +18,7 @@ from portside.access.service import Access, Authenticated, AuthenticationFailed,
 from portside.http.base_url import BaseUrl, client_address
 from portside.registry.errors import RegistryError
 
+_CREDENTIALS = "portside.credentials"  # where a request's checked credentials are kept
 SCOPE_ACTIONS = {Action.PULL: "pull", Action.PUSH: "pull,push", Action.DELETE: "delete"}
 
 
@@ -52,6 +53,12 @@ class RegistryAuth:
 
     async def credentials(self, request: Request, scope: str | None = None) -> tuple[Actor, Claims | None]:
         """Who is asking; wrong credentials are an error, none at all is the anonymous actor."""
+        known = request.scope.get(_CREDENTIALS)
+        if known is None:
+            known = request.scope[_CREDENTIALS] = await self._credentials(request, scope)
+        return known
+
+    async def _credentials(self, request: Request, scope: str | None) -> tuple[Actor, Claims | None]:
         header = request.headers.get("authorization")
         if not header:
             return ANONYMOUS, None
@@ -92,6 +99,14 @@ class RegistryAuth:
         if decision.hidden:
             raise NotFound(f"repository {name} not found", detail={"name": name})
         raise Denied(decision.reason)
+
+    async def permits(self, request: Request, name: str, action: Action) -> bool:
+        """Whether the request's credentials allow `action` on another repository than the one in
+        its path (the source of a cross-repository mount). A bearer token must carry the scope."""
+        actor, claims = await self.credentials(request)
+        if claims is not None:
+            return action.value in claims.actions_on("repository", name)
+        return (await self.access.decide(actor, name, action)).allowed
 
     async def require_signed_in(self, request: Request) -> Actor:
         actor, _ = await self.credentials(request)

@@ -10,9 +10,11 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, Select, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql import Insert
+from sqlalchemy.sql import Executable, Insert
+
+from portside.metadata.writer import SqliteWriter
 
 T = TypeVar("T")
 
@@ -60,26 +62,35 @@ def upgrade(url: str) -> None:
 
 
 class Query:
-    """A read statement compiled once for the engine's dialect, with its type conversions.
+    """A statement compiled once for the engine's dialect, with its type conversions.
 
-    The hot paths (a manifest GET, a blob HEAD, the bearer-token check) run the same few statements
-    thousands of times a second; compiling and executing them through SQLAlchemy's Connection cost
-    several hundred microseconds each, executing the compiled SQL on a DBAPI cursor a few dozen.
+    The hot paths (a manifest GET, a blob HEAD, the bearer-token check, the rows a push writes) run
+    the same few statements thousands of times a second; building, compiling and executing them
+    through SQLAlchemy's Connection cost several hundred microseconds each, executing the compiled
+    SQL on a DBAPI cursor a few dozen.
     """
 
-    def __init__(self, engine: Engine, stmt: Select[Any]) -> None:
+    def __init__(self, engine: Engine, stmt: Executable) -> None:
         compiled = stmt.compile(dialect=engine.dialect)
         self.sql = str(compiled)
-        self._names = list(compiled.positiontup or [])
+        self._positional = compiled.positiontup is not None
+        self._names = list(compiled.positiontup or compiled.binds)
         # Values SQLAlchemy bound itself (an OFFSET 0 that comes with LIMIT, say).
         self._defaults = {name: compiled.binds[name].effective_value for name in self._names}
+        # Columns whose Python-side default SQLAlchemy would compute per execution (an INSERT).
+        for column in [*getattr(compiled, "insert_prefetch", ()), *getattr(compiled, "update_prefetch", ())]:
+            if column.default is None or not column.default.is_scalar:
+                raise ValueError(f"a prepared statement must set column {column.key} explicitly")
+            self._defaults[column.key] = column.default.arg
         self._binds = [compiled.binds[name].type._cached_bind_processor(engine.dialect) for name in self._names]
-        self._results = [col.type._cached_result_processor(engine.dialect, None) for col in stmt.selected_columns]
+        columns = getattr(stmt, "selected_columns", None) or getattr(stmt, "_returning", ())
+        self._results = [col.type._cached_result_processor(engine.dialect, None) for col in columns]
         self._convert = any(self._results)
 
-    def parameters(self, params: dict[str, Any]) -> list[Any]:
+    def parameters(self, params: dict[str, Any]) -> list[Any] | dict[str, Any]:
         values = [params[name] if name in params else self._defaults[name] for name in self._names]
-        return [bind(v) if bind else v for bind, v in zip(self._binds, values, strict=True)]
+        bound = [bind(v) if bind else v for bind, v in zip(self._binds, values, strict=True)]
+        return bound if self._positional else dict(zip(self._names, bound, strict=True))
 
     def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
         if not self._convert:
@@ -90,9 +101,10 @@ class Query:
 class Database:
     """Runs SQLAlchemy work without stalling the event loop.
 
-    Writes, and reads on a networked database, run in a thread pool. Reads on SQLite run inline: in
-    WAL mode they never wait for writers and take microseconds, far less than the hop to a thread
-    and back, which dominated the cost of a manifest GET.
+    Reads on SQLite run inline: in WAL mode they never wait for writers and take microseconds, far
+    less than the hop to a thread and back, which dominated the cost of a manifest GET. Writes on
+    SQLite go to the process's one writer (metadata.writer), which commits them in batches. On a
+    networked database both run in a thread pool.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -101,14 +113,39 @@ class Database:
         self.dialect = engine.dialect.name
         self._inline_reads = self.dialect == "sqlite"
         self._loop_connection: Any = None  # the DBAPI connection for inline reads (SQLite)
+        database = engine.url.database
+        self._sqlite_writer = (
+            SqliteWriter(engine, Path(f"{database}-writer.lock"))
+            if self.dialect == "sqlite" and database and database != ":memory:"
+            else None
+        )
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         if self._inline_reads:
             return self._read_sync(fn, *args)
         return await anyio.to_thread.run_sync(functools.partial(self._read_sync, fn, *args))
 
-    def query(self, stmt: Select[Any]) -> Query:
+    def query(self, stmt: Executable) -> Query:
         return Query(self.engine, stmt)
+
+    @staticmethod
+    def execute(conn: Connection, query: Query, **params: Any) -> int:
+        """Run a prepared write inside `conn`'s transaction; the number of rows it changed."""
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(query.sql, query.parameters(params))
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    @staticmethod
+    def rows(conn: Connection, query: Query, **params: Any) -> list[tuple[Any, ...]]:
+        """Run a prepared read inside `conn`'s transaction (to see what it has written)."""
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            return [query.row(raw) for raw in cursor.execute(query.sql, query.parameters(params)).fetchall()]
+        finally:
+            cursor.close()
 
     async def fetch(self, query: Query, **params: Any) -> list[tuple[Any, ...]]:
         """Run a prepared read: inline on SQLite over a connection kept for the event loop."""
@@ -142,6 +179,8 @@ class Database:
             connection.close()
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._sqlite_writer is not None:
+            return await self._sqlite_writer.submit(fn, *args)
         return await anyio.to_thread.run_sync(functools.partial(self._write_sync, fn, *args))
 
     def _read_sync(self, fn: Callable[..., T], *args: Any) -> T:
@@ -156,6 +195,8 @@ class Database:
         return self._read_sync(fn, *args)
 
     def write_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._sqlite_writer is not None:
+            return self._sqlite_writer.run_sync(fn, *args)
         return self._write_sync(fn, *args)
 
     def insert(self, table: Any) -> Insert:
@@ -165,6 +206,8 @@ class Database:
         return sqlite.insert(table)
 
     def close(self) -> None:
+        if self._sqlite_writer is not None:
+            self._sqlite_writer.close()
         if self._loop_connection is not None:
             self._loop_connection.close()
         self.engine.dispose()

@@ -109,17 +109,32 @@ class Registry:
             .select_from(repository_blobs.join(repositories).join(blobs))
             .where(repositories.c.name == name, repository_blobs.c.digest == ref)
         )
+        # The rows every push writes, prepared too.
+        at, digest, repository_id = bindparam("at"), bindparam("digest"), bindparam("repository_id")
+        self._repository_id = db.query(select(repositories.c.id).where(repositories.c.name == name))
+        self._insert_repository = db.query(
+            db.insert(repositories).values(name=name, created_at=at).on_conflict_do_nothing(index_elements=["name"])
+        )
+        self._insert_blob = db.query(
+            db.insert(blobs)
+            .values(digest=digest, size=bindparam("size"), created_at=at)
+            .on_conflict_do_nothing(index_elements=["digest"])
+        )
+        self._link_blob = db.query(
+            db.insert(repository_blobs)
+            .values(repository_id=repository_id, digest=digest, created_at=at)
+            .on_conflict_do_nothing(index_elements=["repository_id", "digest"])
+        )
 
     # -- repositories --------------------------------------------------------------------------
 
     def ensure_repository(self, conn: Connection, name: str, on_create: OnCreate | None = None) -> int:
         """The repository's id, creating it on its first successful write (and calling `on_create`)."""
-        repository_id = _repository_id(conn, name)
-        if repository_id is not None:
-            return repository_id
-        stmt = self.db.insert(repositories).values(name=name, created_at=now())
-        inserted = conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"])).rowcount
-        repository_id = _require_repository(conn, name)
+        found = self.db.rows(conn, self._repository_id, name=name)
+        if found:
+            return int(found[0][0])
+        inserted = self.db.execute(conn, self._insert_repository, name=name, at=now())
+        repository_id = int(self.db.rows(conn, self._repository_id, name=name)[0][0])
         if inserted and on_create is not None:
             on_create(conn, repository_id)
         return repository_id
@@ -138,8 +153,7 @@ class Registry:
     # -- blobs ---------------------------------------------------------------------------------
 
     async def blob_size(self, name: str, digest: Digest) -> int:
-        row = await self.db.fetch_one(self._blob_size, name=name, ref=str(digest))
-        size = row[0] if row else None
+        size = await self.stored_size(name, digest)
         if size is None:
             raise BlobUnknown(f"blob {digest} is not in repository {name}", detail={"digest": str(digest)})
         return size
@@ -162,36 +176,37 @@ class Registry:
 
     def link_blob(self, conn: Connection, name: str, digest: str, size: int, on_create: OnCreate | None) -> None:
         """Record a verified blob and make it readable in repository `name`."""
-        conn.execute(
-            self.db.insert(blobs)
-            .values(digest=digest, size=size, created_at=now())
-            .on_conflict_do_nothing(index_elements=["digest"])
-        )
+        at = now()
+        self.db.execute(conn, self._insert_blob, digest=digest, size=size, at=at)
         repository_id = self.ensure_repository(conn, name, on_create)
-        conn.execute(
-            self.db.insert(repository_blobs)
-            .values(repository_id=repository_id, digest=digest, created_at=now())
-            .on_conflict_do_nothing(index_elements=["repository_id", "digest"])
-        )
+        self.db.execute(conn, self._link_blob, repository_id=repository_id, digest=digest, at=at)
 
-    async def mount(
-        self, name: str, digest: Digest, sources: ColumnElement[bool], on_create: OnCreate | None = None
-    ) -> bool:
-        """Link a blob that a repository matching `sources` has into `name`; False when there is none."""
+    async def stored_size(self, name: str, digest: Digest) -> int | None:
+        """The size of a blob in repository `name`, None when it has none."""
+        row = await self.db.fetch_one(self._blob_size, name=name, ref=str(digest))
+        return row[0] if row else None
 
-        def change(conn: Connection) -> bool:
+    async def find_blob(self, digest: Digest, where: ColumnElement[bool]) -> int | None:
+        """The size of a blob held by any repository matching `where`, None when there is none."""
+
+        def query(conn: Connection) -> int | None:
             stmt = (
                 select(blobs.c.size)
                 .select_from(repository_blobs.join(repositories).join(blobs))
-                .where(sources, repository_blobs.c.digest == str(digest))
+                .where(where, repository_blobs.c.digest == str(digest))
             )
-            size = conn.execute(stmt.limit(1)).scalar()
-            if size is None or self.store.size(str(digest)) is None:
-                return False
-            self.link_blob(conn, name, str(digest), size, on_create)
-            return True
+            return conn.execute(stmt.limit(1)).scalar()
 
-        return await self.db.write(change)
+        return await self.db.read(query)
+
+    async def mount(self, name: str, digest: Digest, size: int, on_create: OnCreate | None = None) -> bool:
+        """Link a blob the caller may read elsewhere into `name`; False when its bytes are gone."""
+        if await self.stored_size(name, digest) is not None:
+            return True  # already there: nothing to write
+        if self.store.size(str(digest)) is None:
+            return False
+        await self.db.write(self.link_blob, name, str(digest), size, on_create)
+        return True
 
     # -- manifests -----------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from portside.registry.errors import (
     Unsupported,
 )
 from portside.registry.manifests import OCI_INDEX
-from portside.registry.references import Digest, validate_name
+from portside.registry.references import NAME_RE, Digest, validate_name
 from portside.registry.service import OnCreate, Page, Registry
 from portside.registry.uploads import Uploads
 
@@ -175,8 +175,8 @@ class Distribution:
         params = request.query_params
         if mount := params.get("mount"):
             digest = Digest.parse(mount)
-            sources = self.auth.access.mount_sources(actor, params.get("from"))
-            if await self.registry.mount(name, digest, sources, self._creator(actor)):
+            size = await self._mountable(request, actor, digest, params.get("from"))
+            if size is not None and await self.registry.mount(name, digest, size, self._creator(actor)):
                 return self._blob_created(request, name, digest)
         elif (digest_param := params.get("digest")) is not None:
             digest = Digest.parse(digest_param)
@@ -190,6 +190,19 @@ class Distribution:
                 return self._blob_created(request, name, digest)
         upload_id = await self.uploads.start(name)
         return self._upload_accepted(request, name, upload_id, 0)
+
+    async def _mountable(self, request: Request, actor: Actor, digest: Digest, source: str | None) -> int | None:
+        """The size of the blob to mount: from `source` if the caller may pull it, else from any
+        repository the caller can read; None means "upload it instead".
+
+        Clients send `from` for repositories they merely saw before, so a bad `from` is not an error:
+        an invalid name is ignored, and an unreadable repository means the client uploads the blob.
+        """
+        if source is None or not NAME_RE.fullmatch(source):
+            return await self.registry.find_blob(digest, self.auth.access.readable(actor))
+        if not await self.auth.permits(request, source, Action.PULL):
+            return None
+        return await self.registry.stored_size(source, digest)
 
     async def upload(self, request: Request) -> Response:
         name, actor = await self._allow(request, Action.PUSH)
