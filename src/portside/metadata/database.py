@@ -178,7 +178,10 @@ class Database:
         finally:
             connection.close()
 
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+    async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn(connection, *args, **kwargs)` in a write transaction."""
+        if kwargs:
+            fn = functools.partial(fn, **kwargs)
         if self._sqlite_writer is not None:
             return await self._sqlite_writer.submit(fn, *args)
         return await anyio.to_thread.run_sync(functools.partial(self._write_sync, fn, *args))

@@ -61,14 +61,6 @@ def _repository_id(conn: Connection, name: str) -> int | None:
     return conn.execute(select(repositories.c.id).where(repositories.c.name == name)).scalar()
 
 
-def _tags_changed(conn: Connection, repository_id: int) -> None:
-    conn.execute(
-        update(repositories)
-        .where(repositories.c.id == repository_id)
-        .values(tags_version=repositories.c.tags_version + 1)
-    )
-
-
 def _require_repository(conn: Connection, name: str) -> int:
     repository_id = _repository_id(conn, name)
     if repository_id is None:
@@ -119,6 +111,48 @@ class Registry:
             db.insert(blobs)
             .values(digest=digest, size=bindparam("size"), created_at=at)
             .on_conflict_do_nothing(index_elements=["digest"])
+        )
+        self._has_blob = db.query(
+            select(repository_blobs.c.digest).where(
+                repository_blobs.c.repository_id == repository_id, repository_blobs.c.digest == digest
+            )
+        )
+        self._manifest_id = db.query(
+            select(manifests.c.id).where(manifests.c.repository_id == repository_id, manifests.c.digest == digest)
+        )
+        self._insert_manifest = db.query(
+            db.insert(manifests)
+            .values(
+                repository_id=repository_id,
+                digest=digest,
+                media_type=bindparam("media_type"),
+                artifact_type=bindparam("artifact_type"),
+                subject_digest=bindparam("subject_digest"),
+                annotations=bindparam("annotations"),
+                payload=bindparam("payload"),
+                size=bindparam("size"),
+                created_at=at,
+            )
+            .on_conflict_do_nothing(index_elements=["repository_id", "digest"])
+        )
+        self._insert_reference = db.query(
+            db.insert(manifest_references)
+            .values(manifest_id=bindparam("manifest_id"), digest=digest, kind=bindparam("kind"))
+            .on_conflict_do_nothing()
+        )
+        tag = db.insert(tags).values(
+            repository_id=repository_id, name=name, manifest_id=bindparam("manifest_id"), updated_at=at
+        )
+        self._set_tag = db.query(
+            tag.on_conflict_do_update(
+                index_elements=["repository_id", "name"],
+                set_={"manifest_id": tag.excluded.manifest_id, "updated_at": tag.excluded.updated_at},
+            )
+        )
+        self._bump_tags_version = db.query(
+            update(repositories)
+            .where(repositories.c.id == repository_id)
+            .values(tags_version=repositories.c.tags_version + 1)
         )
         self._link_blob = db.query(
             db.insert(repository_blobs)
@@ -245,42 +279,55 @@ class Registry:
         self, conn: Connection, name: str, parsed: ParsedManifest, tag: str | None, on_create: OnCreate | None
     ) -> None:
         repository_id = self.ensure_repository(conn, name, on_create)
-        _check_references(conn, repository_id, name, parsed)
-        digest = str(parsed.digest)
-        inserted = conn.execute(
-            self.db.insert(manifests)
-            .values(
-                repository_id=repository_id,
-                digest=digest,
-                media_type=parsed.media_type,
-                artifact_type=parsed.artifact_type,
-                subject_digest=parsed.subject,
-                annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
-                payload=parsed.payload,
-                size=len(parsed.payload),
-                created_at=now(),
-            )
-            .on_conflict_do_nothing(index_elements=["repository_id", "digest"])
-        ).rowcount
-        manifest_id = conn.execute(
-            select(manifests.c.id).where(manifests.c.repository_id == repository_id, manifests.c.digest == digest)
-        ).scalar_one()
+        self._check_references(conn, repository_id, name, parsed)
+        digest, at = str(parsed.digest), now()
+        inserted = self.db.execute(
+            conn,
+            self._insert_manifest,
+            repository_id=repository_id,
+            digest=digest,
+            media_type=parsed.media_type,
+            artifact_type=parsed.artifact_type,
+            subject_digest=parsed.subject,
+            annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
+            payload=parsed.payload,
+            size=len(parsed.payload),
+            at=at,
+        )
+        manifest_id = self.db.rows(conn, self._manifest_id, repository_id=repository_id, digest=digest)[0][0]
         if inserted:
-            refs = [{"manifest_id": manifest_id, "digest": d, "kind": "blob"} for d in set(parsed.blob_digests)]
-            refs += [{"manifest_id": manifest_id, "digest": d, "kind": "manifest"} for d in set(parsed.child_digests)]
-            if refs:
-                conn.execute(self.db.insert(manifest_references).on_conflict_do_nothing(), refs)
+            references = [(d, "blob") for d in sorted(set(parsed.blob_digests))]
+            references += [(d, "manifest") for d in sorted(set(parsed.child_digests))]
+            for reference, kind in references:
+                self.db.execute(conn, self._insert_reference, manifest_id=manifest_id, digest=reference, kind=kind)
         if tag is not None:
-            stmt = self.db.insert(tags).values(
-                repository_id=repository_id, name=tag, manifest_id=manifest_id, updated_at=now()
+            self.db.execute(conn, self._set_tag, repository_id=repository_id, name=tag, manifest_id=manifest_id, at=at)
+            self.db.execute(conn, self._bump_tags_version, repository_id=repository_id)
+
+    def _check_references(self, conn: Connection, repository_id: int, name: str, parsed: ParsedManifest) -> None:
+        """Everything a manifest names must already be in its repository."""
+        missing = [
+            d
+            for d in sorted(set(parsed.blob_digests))
+            if not self.db.rows(conn, self._has_blob, repository_id=repository_id, digest=d)
+        ]
+        if missing:
+            raise ManifestBlobUnknown(
+                f"manifest references blob {missing[0]}, which has not been pushed to {name}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                detail={"missing": missing},
             )
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["repository_id", "name"],
-                    set_={"manifest_id": stmt.excluded.manifest_id, "updated_at": stmt.excluded.updated_at},
-                )
+        missing = [
+            d
+            for d in sorted(set(parsed.child_digests))
+            if not self.db.rows(conn, self._manifest_id, repository_id=repository_id, digest=d)
+        ]
+        if missing:
+            raise ManifestBlobUnknown(
+                f"index references manifest {missing[0]}, which has not been pushed to {name}; "
+                "push the platform manifests before the index",
+                detail={"missing": missing},
             )
-            _tags_changed(conn, repository_id)
 
     async def delete_manifest(self, name: str, reference: str) -> None:
         ref = parse_reference(reference)
@@ -295,7 +342,8 @@ class Registry:
                 stmt = delete(tags).where(tags.c.repository_id == repository_id, tags.c.name == ref)
             deleted = conn.execute(stmt).rowcount
             if deleted:
-                _tags_changed(conn, repository_id)  # deleting a manifest deletes its tags too
+                # Deleting a manifest deletes its tags too.
+                self.db.execute(conn, self._bump_tags_version, repository_id=repository_id)
             return deleted
 
         if not await self.db.write(change):
@@ -361,41 +409,6 @@ class Registry:
             return result
 
         return await self.db.read(query)
-
-
-def _check_references(conn: Connection, repository_id: int, name: str, parsed: ParsedManifest) -> None:
-    wanted = set(parsed.blob_digests)
-    if wanted:
-        present = set(
-            conn.execute(
-                select(repository_blobs.c.digest).where(
-                    repository_blobs.c.repository_id == repository_id, repository_blobs.c.digest.in_(wanted)
-                )
-            ).scalars()
-        )
-        missing = sorted(wanted - present)
-        if missing:
-            raise ManifestBlobUnknown(
-                f"manifest references blob {missing[0]}, which has not been pushed to {name}"
-                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
-                detail={"missing": missing},
-            )
-    children = set(parsed.child_digests)
-    if children:
-        present = set(
-            conn.execute(
-                select(manifests.c.digest).where(
-                    manifests.c.repository_id == repository_id, manifests.c.digest.in_(children)
-                )
-            ).scalars()
-        )
-        missing = sorted(children - present)
-        if missing:
-            raise ManifestBlobUnknown(
-                f"index references manifest {missing[0]}, which has not been pushed to {name}; "
-                "push the platform manifests before the index",
-                detail={"missing": missing},
-            )
 
 
 def _page(conn: Connection, stmt: Select[tuple[str]], n: int | None) -> Page:

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from portside.blobs.filesystem import FilesystemBlobStore
 from portside.blobs.store import UploadBusy, UploadFile
@@ -35,6 +35,9 @@ from portside.registry.service import OnCreate, Registry
 # Bytes are handed to a writer thread in buffers of this size, so that receiving the next
 # buffer overlaps with hashing and writing the previous one (hashlib and os.write drop the GIL).
 WRITE_BUFFER = 4 * 1024 * 1024
+# Requests declaring at most this many bytes are written on the event loop: a local write of a few
+# KiB takes microseconds, far less than handing it to a thread and waiting for the GIL back.
+INLINE_WRITE = 256 * 1024
 DEFAULT_ALGORITHM = "sha256"
 T = TypeVar("T")
 
@@ -47,6 +50,23 @@ class Uploads:
         self.ttl = timedelta(seconds=ttl_seconds)
         self._hashers: dict[str, tuple[int, hashlib._Hash]] = {}
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="upload")
+        upload_id, at = bindparam("upload_id"), bindparam("at")
+        self._size = db.query(
+            select(uploads.c.size).where(uploads.c.id == upload_id, uploads.c.repository_name == bindparam("name"))
+        )
+        self._insert = db.query(
+            uploads.insert().values(
+                id=upload_id, repository_name=bindparam("name"), size=0, created_at=at, updated_at=at
+            )
+        )
+        # Compare-and-set: only the request that saw the acknowledged size may change it.
+        self._advance = db.query(
+            update(uploads)
+            .where(uploads.c.id == upload_id, uploads.c.size == bindparam("old"))
+            .values(size=bindparam("new"), updated_at=at)
+        )
+        self._remove = db.query(delete(uploads).where(uploads.c.id == upload_id))
+        self._remove_at = db.query(delete(uploads).where(uploads.c.id == upload_id, uploads.c.size == bindparam("old")))
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -55,31 +75,19 @@ class Uploads:
 
     async def start(self, name: str) -> str:
         upload_id = str(uuid.uuid4())
-        await self._run(self.store.create_upload, upload_id)
-
-        def record(conn: Connection) -> None:
-            stamp = now()
-            conn.execute(
-                uploads.insert().values(id=upload_id, repository_name=name, size=0, created_at=stamp, updated_at=stamp)
-            )
-
-        await self.db.write(record)
+        self.store.create_upload(upload_id)  # an empty file: inline, see INLINE_WRITE
+        await self.db.write(self.db.execute, self._insert, upload_id=upload_id, name=name, at=now())
         return upload_id
 
     async def status(self, name: str, upload_id: str) -> int:
-        def query(conn: Connection) -> int | None:
-            return conn.execute(
-                select(uploads.c.size).where(uploads.c.id == upload_id, uploads.c.repository_name == name)
-            ).scalar()
-
-        size = await self.db.read(query) if _valid_id(upload_id) else None
-        if size is None:
+        row = await self.db.fetch_one(self._size, upload_id=upload_id, name=name) if _valid_id(upload_id) else None
+        if row is None:
             raise _unknown(name, upload_id)
-        return size
+        return int(row[0])
 
     async def cancel(self, name: str, upload_id: str) -> None:
         await self.status(name, upload_id)
-        await self.db.write(lambda conn: conn.execute(delete(uploads).where(uploads.c.id == upload_id)))
+        await self.db.write(self.db.execute, self._remove, upload_id=upload_id)
         self._hashers.pop(upload_id, None)
         await self._run(self.store.delete_upload, upload_id)
 
@@ -110,8 +118,11 @@ class Uploads:
                     headers={"Range": _range_header(offset)},
                 )
             content_length = end - start + 1
-        async with self._writing(name, upload_id, offset) as file:
-            return await self._receive(file, upload_id, offset, chunks, content_length)
+        async with self._writing(name, upload_id, offset, content_length) as file:
+            size, hasher = await self._receive(file, upload_id, offset, chunks, content_length)
+            await self._acknowledge(upload_id, offset, size)
+            self._hashers[upload_id] = (size, hasher)
+            return size
 
     async def finish(
         self,
@@ -123,9 +134,10 @@ class Uploads:
         on_create: OnCreate | None = None,
     ) -> None:
         offset = await self.status(name, upload_id)
-        async with self._writing(name, upload_id, offset) as file:
-            size = await self._receive(file, upload_id, offset, chunks, content_length)
-            await self._complete(name, upload_id, digest, size, on_create)
+        async with self._writing(name, upload_id, offset, content_length) as file:
+            size, hasher = await self._receive(file, upload_id, offset, chunks, content_length)
+            # The final bytes are acknowledged together with the blob, in one transaction.
+            await self._complete(name, upload_id, digest, offset, size, hasher, on_create)
 
     async def monolithic(
         self,
@@ -144,10 +156,15 @@ class Uploads:
             raise
 
     @contextlib.asynccontextmanager
-    async def _writing(self, name: str, upload_id: str, offset: int) -> AsyncIterator[UploadFile]:
+    async def _writing(
+        self, name: str, upload_id: str, offset: int, content_length: int | None
+    ) -> AsyncIterator[UploadFile]:
         """Lock the upload: its bytes, its acknowledged size and its completion change only under the lock."""
         try:
-            file = await self._run(self.store.open_upload, upload_id)
+            if _inline(content_length):
+                file = self.store.open_upload(upload_id)
+            else:
+                file = await self._run(self.store.open_upload, upload_id)
         except UploadBusy:
             raise RangeNotSatisfiable(
                 f"another request is writing to upload {upload_id}; chunks must be sent one at a time",
@@ -171,11 +188,43 @@ class Uploads:
 
     async def _receive(
         self, file: UploadFile, upload_id: str, offset: int, chunks: AsyncIterator[bytes], expected: int | None
-    ) -> int:
-        """Append a request's bytes at the acknowledged `offset`, and acknowledge them; return the new size."""
+    ) -> tuple[int, hashlib._Hash]:
+        """Append a request's bytes at the acknowledged `offset`; the new size and the running hash.
+
+        The caller acknowledges them. Until then they are harmless: whoever writes next starts by
+        truncating what lies past the acknowledged size.
+        """
         hasher = await self._hasher_at(upload_id, offset)
         self._hashers.pop(upload_id, None)  # the hash is only trusted again once this request succeeds
-        # Bytes past the acknowledged offset belong to a request that never completed.
+        try:
+            if _inline(expected):
+                received = await self._receive_inline(file, offset, chunks, expected, hasher)
+            else:
+                received = await self._receive_buffered(file, offset, chunks, expected, hasher)
+            if expected is not None and received != expected:
+                raise SizeInvalid(f"request body has {received} bytes but its length was given as {expected}")
+        except BaseException:
+            # A client that vanished or lied about sizes: forget what it sent in this request.
+            file.truncate(offset)
+            raise
+        return offset + received, hasher
+
+    async def _receive_inline(
+        self, file: UploadFile, offset: int, chunks: AsyncIterator[bytes], expected: int | None, hasher: hashlib._Hash
+    ) -> int:
+        body = bytearray()
+        async for chunk in chunks:
+            body += chunk
+            if expected is not None and len(body) > expected:
+                raise SizeInvalid(f"request body is longer than its declared {expected} bytes")
+        file.truncate(offset)
+        file.write(body)
+        hasher.update(body)
+        return len(body)
+
+    async def _receive_buffered(
+        self, file: UploadFile, offset: int, chunks: AsyncIterator[bytes], expected: int | None, hasher: hashlib._Hash
+    ) -> int:
         await self._run(file.truncate, offset)
 
         def write(data: bytearray) -> None:
@@ -201,21 +250,15 @@ class Uploads:
                 pending = None
             if buffer:
                 await self._run(write, buffer)
-            if expected is not None and received != expected:
-                raise SizeInvalid(f"request body has {received} bytes but its length was given as {expected}")
-        except BaseException:
-            # A client that vanished or lied about sizes: forget what it sent in this request.
-            if pending is not None:
+        finally:
+            if pending is not None:  # let the write in flight finish before the caller truncates
                 with contextlib.suppress(BaseException):
                     await pending
-            file.truncate(offset)
-            raise
-        # Unacknowledged bytes are harmless: whoever writes next starts by truncating them away.
-        await self._acknowledge(upload_id, offset, offset + received)
-        self._hashers[upload_id] = (offset + received, hasher)
-        return offset + received
+        return received
 
     async def _hasher_at(self, upload_id: str, offset: int) -> hashlib._Hash:
+        if offset == 0:
+            return hashlib.new(DEFAULT_ALGORITHM)
         cached = self._hashers.get(upload_id)
         if cached is not None and cached[0] == offset:
             return cached[1]
@@ -228,24 +271,25 @@ class Uploads:
         return hasher
 
     async def _acknowledge(self, upload_id: str, old_size: int, new_size: int) -> None:
-        def change(conn: Connection) -> int:
-            return conn.execute(
-                update(uploads)
-                .where(uploads.c.id == upload_id, uploads.c.size == old_size)
-                .values(size=new_size, updated_at=now())
-            ).rowcount
+        changed = await self.db.write(
+            self.db.execute, self._advance, upload_id=upload_id, old=old_size, new=new_size, at=now()
+        )
+        if not changed:
+            raise _changed(upload_id)
 
-        if not await self.db.write(change):
-            self._hashers.pop(upload_id, None)
-            raise RangeNotSatisfiable(
-                f"upload {upload_id} changed while this chunk was written; "
-                "check its status with GET and resend from there"
-            )
-
-    async def _complete(self, name: str, upload_id: str, digest: Digest, size: int, on_create: OnCreate | None) -> None:
-        cached = self._hashers.pop(upload_id, None)
-        if digest.algorithm == DEFAULT_ALGORITHM and cached is not None and cached[0] == size:
-            actual = cached[1].hexdigest()
+    async def _complete(
+        self,
+        name: str,
+        upload_id: str,
+        digest: Digest,
+        offset: int,
+        size: int,
+        hasher: hashlib._Hash,
+        on_create: OnCreate | None,
+    ) -> None:
+        """Verify the digest, store the blob, and in one transaction end the upload and link the blob."""
+        if digest.algorithm == DEFAULT_ALGORITHM:
+            actual = hasher.hexdigest()
         else:
             actual = (await self._run(self._rehash, upload_id, size, digest.algorithm)).hexdigest()
         if actual != digest.hex:
@@ -257,11 +301,15 @@ class Uploads:
             )
         await self._run(self.store.commit_upload, upload_id, str(digest), size)
 
-        def record(conn: Connection) -> None:
+        def record(conn: Connection) -> bool:
+            # The upload must still be at the size this request started from (compare-and-set).
+            if not self.db.execute(conn, self._remove_at, upload_id=upload_id, old=offset):
+                return False
             self.registry.link_blob(conn, name, str(digest), size, on_create)
-            conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+            return True
 
-        await self.db.write(record)
+        if not await self.db.write(record):
+            raise _changed(upload_id)
 
     # -- housekeeping --------------------------------------------------------------------------
 
@@ -300,6 +348,17 @@ def _unknown(name: str, upload_id: str) -> BlobUploadUnknown:
         "been completed or cancelled: start a new upload with POST /v2/<name>/blobs/uploads/",
         detail={"upload": upload_id},
     )
+
+
+def _changed(upload_id: str) -> RangeNotSatisfiable:
+    return RangeNotSatisfiable(
+        f"upload {upload_id} changed while this request was writing to it; check its status with GET and "
+        "resend from there"
+    )
+
+
+def _inline(content_length: int | None) -> bool:
+    return content_length is not None and content_length <= INLINE_WRITE
 
 
 def _valid_id(upload_id: str) -> bool:
