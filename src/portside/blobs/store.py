@@ -5,6 +5,7 @@ Every driver makes a blob visible only once it is complete: `commit_upload` is a
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -17,7 +18,7 @@ class UploadBusy(Exception):
 class UploadFile(Protocol):
     """An upload open for writing, locked against other writers (UploadBusy) until it is closed."""
 
-    def write(self, data: bytes | bytearray | memoryview) -> None: ...
+    def write(self, data: bytes | bytearray | memoryview | mmap.mmap) -> None: ...
     def truncate(self, offset: int) -> None: ...
     def close(self) -> None: ...
 

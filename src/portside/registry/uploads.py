@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import mmap
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, bindparam, delete, select, update
 
-from portside.blobs.filesystem import FilesystemBlobStore
+from portside.blobs.filesystem import FilesystemBlobStore, aligned_buffer
 from portside.blobs.store import UploadBusy, UploadFile
 from portside.clock import now
 from portside.metadata.database import Database
@@ -32,9 +33,9 @@ from portside.registry.errors import (
 from portside.registry.references import Digest
 from portside.registry.service import OnCreate, Registry
 
-# Bytes are handed to a writer thread in buffers of this size, so that receiving the next
-# buffer overlaps with hashing and writing the previous one (hashlib and os.write drop the GIL).
-WRITE_BUFFER = 4 * 1024 * 1024
+# Large bodies are received into two buffers of this size: while one fills, the other is hashed and
+# written. An upload in flight holds both.
+WRITE_BUFFER = 2 * 1024 * 1024
 # Requests declaring at most this many bytes are written on the event loop: a local write of a few
 # KiB takes microseconds, far less than handing it to a thread and waiting for the GIL back.
 INLINE_WRITE = 256 * 1024
@@ -225,35 +226,57 @@ class Uploads:
     async def _receive_buffered(
         self, file: UploadFile, offset: int, chunks: AsyncIterator[bytes], expected: int | None, hasher: hashlib._Hash
     ) -> int:
+        """Fill one page-aligned buffer while the previous one is hashed and written, in two threads
+        (hashlib and os.pwrite drop the GIL), so receiving, hashing and writing overlap."""
         await self._run(file.truncate, offset)
+        loop = asyncio.get_running_loop()
+        buffers = [aligned_buffer(WRITE_BUFFER), aligned_buffer(WRITE_BUFFER)]
+        in_flight: asyncio.Future[Any] | None = None
 
-        def write(data: bytearray) -> None:
-            file.write(data)
-            hasher.update(data)
+        async def write(buffer: mmap.mmap, length: int) -> None:
+            view = memoryview(buffer)[:length]
+            # Both finish before this does, even when one fails: nothing may touch the file afterwards.
+            outcomes = await asyncio.gather(
+                loop.run_in_executor(self._executor, hasher.update, view),
+                loop.run_in_executor(self._executor, file.write, view),
+                return_exceptions=True,
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
 
-        received = 0
-        pending: asyncio.Future[None] | None = None
-        buffer = bytearray()
+        def flush(buffer: mmap.mmap, length: int) -> asyncio.Future[None]:
+            return asyncio.ensure_future(write(buffer, length))
+
+        received = filled = 0
+        current = buffers[0]
         try:
             async for chunk in chunks:
-                buffer += chunk
                 received += len(chunk)
                 if expected is not None and received > expected:
                     raise SizeInvalid(f"request body is longer than its declared {expected} bytes")
-                if len(buffer) >= WRITE_BUFFER:
-                    if pending is not None:
-                        await pending
-                    pending = asyncio.get_running_loop().run_in_executor(self._executor, write, buffer)
-                    buffer = bytearray()
-            if pending is not None:
-                await pending
-                pending = None
-            if buffer:
-                await self._run(write, buffer)
+                view = memoryview(chunk)
+                while view:
+                    take = min(len(view), WRITE_BUFFER - filled)
+                    current[filled : filled + take] = view[:take]
+                    filled += take
+                    view = view[take:]
+                    if filled == WRITE_BUFFER:
+                        if in_flight is not None:
+                            await asyncio.shield(in_flight)
+                        in_flight = flush(current, filled)
+                        current = buffers[1] if current is buffers[0] else buffers[0]
+                        filled = 0
+            if in_flight is not None:
+                await asyncio.shield(in_flight)
+                in_flight = None
+            if filled:
+                await write(current, filled)
         finally:
-            if pending is not None:  # let the write in flight finish before the caller truncates
+            if in_flight is not None:  # let the writes in flight finish before the caller truncates
                 with contextlib.suppress(BaseException):
-                    await pending
+                    await asyncio.shield(in_flight)
+        # The buffers are unmapped when the last reference goes, after any thread still using them.
         return received
 
     async def _hasher_at(self, upload_id: str, offset: int) -> hashlib._Hash:
