@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,6 +20,7 @@ from portside.access.service import Access
 from portside.blobs.filesystem import FilesystemBlobStore
 from portside.config import Settings
 from portside.http.accesslog import AccessLog
+from portside.http.api.routes import PackagesApi
 from portside.http.auth import RegistryAuth
 from portside.http.base_url import BaseUrl
 from portside.http.distribution.routes import Distribution
@@ -27,6 +28,7 @@ from portside.http.errors import http_error, registry_error, unexpected_error
 from portside.http.token.routes import TokenService
 from portside.logs import configure_logging
 from portside.metadata.database import Database, make_engine
+from portside.packages.service import Packages
 from portside.registry.errors import RegistryError
 from portside.registry.service import Registry
 from portside.registry.uploads import Uploads
@@ -57,19 +59,33 @@ def create_app(settings: Settings | None = None) -> Starlette:
     auth = RegistryAuth(access, base_url)
     distribution = Distribution(registry, uploads, base_url, auth)
     token_service = TokenService(access, auth)
+    packages = Packages(db, access, restore_days=settings.restore_days)
+    packages_api = PackagesApi(packages, access, base_url)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        sweeper = asyncio.create_task(_expire_uploads(uploads, settings.upload_ttl_seconds))
+        await packages.purge()  # what expired while the server was down
+        chores = [
+            asyncio.create_task(_every(max(1.0, min(settings.upload_ttl_seconds / 4, 600.0)), _expire, uploads)),
+            asyncio.create_task(_every(settings.download_flush_seconds, registry.flush_downloads)),
+            asyncio.create_task(_every(600.0, packages.purge)),
+        ]
         try:
             yield
         finally:
-            sweeper.cancel()
+            for chore in chores:
+                chore.cancel()
+            await registry.flush_downloads()  # pulls counted since the last flush
             uploads.close()
             db.close()
 
     app = Starlette(
-        routes=[Route("/healthz", healthz, methods=["GET"]), *token_service.routes(), *distribution.routes()],
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            *token_service.routes(),
+            *distribution.routes(),
+            *packages_api.routes(),
+        ],
         middleware=[Middleware(AccessLog, json_format=settings.log_format == "json")],
         exception_handlers={
             RegistryError: registry_error,
@@ -84,13 +100,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return app
 
 
-async def _expire_uploads(uploads: Uploads, ttl_seconds: int) -> None:
-    interval = max(1.0, min(ttl_seconds / 4, 600.0))
+async def _every(interval: float, chore: Callable[..., Awaitable[object]], *args: object) -> None:
+    """Run a housekeeping chore periodically; a failure is logged and retried next time."""
     while True:
         await asyncio.sleep(interval)
         try:
-            expired = await uploads.expire()
-            if expired:
-                log.info("expired %d abandoned uploads", expired)
+            await chore(*args)
         except Exception:
-            log.exception("expiring uploads failed; will retry")
+            log.exception("%s failed; will retry", getattr(chore, "__qualname__", chore))
+
+
+async def _expire(uploads: Uploads) -> None:
+    expired = await uploads.expire()
+    if expired:
+        log.info("expired %d abandoned uploads", expired)

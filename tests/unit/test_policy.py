@@ -223,7 +223,7 @@ def test_private_packages_are_hidden_from_those_without_a_role() -> None:
         (Role.NONE, set()),
         (Role.READ, {PULL}),
         (Role.WRITE, {PULL, PUSH}),
-        (Role.ADMIN, {PULL, PUSH, DELETE}),
+        (Role.ADMIN, {PULL, PUSH, DELETE, Action.RESTORE}),
     ],
 )
 def test_granted_roles_on_a_private_package(granted: Role, allowed: set[Action]) -> None:

@@ -24,6 +24,11 @@ class Action(StrEnum):
     PULL = "pull"
     PUSH = "push"
     DELETE = "delete"
+    RESTORE = "restore"  # bring back a deleted package or version (REST API only)
+
+
+# What a registry bearer token can carry (the token endpoint's scope actions).
+REGISTRY_ACTIONS = (Action.PULL, Action.PUSH, Action.DELETE)
 
 
 class Role(IntEnum):
@@ -40,10 +45,19 @@ class Role(IntEnum):
 READ_SCOPE, WRITE_SCOPE, DELETE_SCOPE = "read:packages", "write:packages", "delete:packages"
 SCOPES = (READ_SCOPE, WRITE_SCOPE, DELETE_SCOPE)
 VISIBILITIES = ("private", "internal", "public")
-REQUIRED_ROLE = {Action.PULL: Role.READ, Action.PUSH: Role.WRITE, Action.DELETE: Role.ADMIN}
-# write:packages implies read:packages, as on ghcr.io.
-SCOPE_GRANTS = {READ_SCOPE: {Action.PULL}, WRITE_SCOPE: {Action.PULL, Action.PUSH}, DELETE_SCOPE: {Action.DELETE}}
-SCOPE_FOR = {Action.PULL: READ_SCOPE, Action.PUSH: WRITE_SCOPE, Action.DELETE: DELETE_SCOPE}
+REQUIRED_ROLE = {Action.PULL: Role.READ, Action.PUSH: Role.WRITE, Action.DELETE: Role.ADMIN, Action.RESTORE: Role.ADMIN}
+# write:packages implies read:packages, as on ghcr.io; restoring takes write:packages, as there.
+SCOPE_GRANTS = {
+    READ_SCOPE: {Action.PULL},
+    WRITE_SCOPE: {Action.PULL, Action.PUSH, Action.RESTORE},
+    DELETE_SCOPE: {Action.DELETE},
+}
+SCOPE_FOR = {
+    Action.PULL: READ_SCOPE,
+    Action.PUSH: WRITE_SCOPE,
+    Action.DELETE: DELETE_SCOPE,
+    Action.RESTORE: WRITE_SCOPE,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +177,8 @@ def _role_denial(actor: Actor, facts: Facts, action: Action, role: Role) -> str:
     package, owner = facts.package, facts.owner
     if actor.anonymous:
         return f"authentication required to {action} {package}"
+    if action is Action.RESTORE:
+        return f"only an admin of {owner}'s packages can restore {package}"
     if not facts.package_exists:
         if facts.owner_kind == "org":
             return f"{actor.name} is not a member of organization {owner}, so cannot publish packages there"

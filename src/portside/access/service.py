@@ -19,7 +19,7 @@ from portside.access import secrets
 from portside.access.accounts import highest_grant
 from portside.access.audit import record
 from portside.access.bearer import Claims, Grant, InvalidToken, TokenSigner
-from portside.access.policy import ANONYMOUS, Action, Actor, Decision, Facts, decide
+from portside.access.policy import ANONYMOUS, REGISTRY_ACTIONS, Action, Actor, Decision, Facts, decide
 from portside.access.ratelimit import FailureLimiter
 from portside.access.visibility import readable
 from portside.clock import now
@@ -92,25 +92,13 @@ class Access:
         return result
 
     def _check_basic(self, conn: Connection, username: str, secret: str) -> Authenticated | str:
+        if secrets.looks_like_token(secret):
+            return self._check_token(conn, secret, username)
         user = conn.execute(
             select(accounts.c.id, accounts.c.is_site_admin, accounts.c.is_disabled, accounts.c.password_hash).where(
                 accounts.c.name == username, accounts.c.kind == "user"
             )
         ).first()
-        if secrets.looks_like_token(secret):
-            row = conn.execute(
-                select(personal_tokens).where(personal_tokens.c.secret_hash == secrets.token_hash(secret))
-            ).first()
-            if row is None or not secrets.hashes_match(row.secret_hash, secrets.token_hash(secret)):
-                return "unknown token; create one with `portside token create`"
-            if user is None or row.user_id != user.id:
-                return f"the token does not belong to {username}"
-            problem = _token_problem(row)
-            if problem:
-                return problem
-            if user.is_disabled:
-                return f"user {username} is disabled"
-            return Authenticated(_token_actor(username, user.id, user.is_site_admin, row), row.id)
         if not self.allow_password_login:
             return "the registry accepts personal access tokens, not passwords; create one with `portside token create`"
         stored = user.password_hash if user is not None and not user.is_disabled else None
@@ -118,6 +106,40 @@ class Access:
         if not secrets.verify_password(stored, secret) or user is None:
             return "wrong user name or password"
         return Authenticated(Actor(user.id, username, user.is_site_admin), None)
+
+    def _check_token(self, conn: Connection, secret: str, username: str | None) -> Authenticated | str:
+        """A personal access token; `username`, when given, must be its owner's."""
+        row = conn.execute(
+            select(personal_tokens).where(personal_tokens.c.secret_hash == secrets.token_hash(secret))
+        ).first()
+        if row is None or not secrets.hashes_match(row.secret_hash, secrets.token_hash(secret)):
+            return "unknown token; create one with `portside token create`"
+        user = conn.execute(
+            select(accounts.c.name, accounts.c.is_site_admin, accounts.c.is_disabled).where(
+                accounts.c.id == row.user_id
+            )
+        ).one()
+        if username is not None and user.name != username:
+            return f"the token does not belong to {username}"
+        problem = _token_problem(row)
+        if problem:
+            return problem
+        if user.is_disabled:
+            return f"user {user.name} is disabled"
+        return Authenticated(_token_actor(user.name, row.user_id, user.is_site_admin, row), row.id)
+
+    async def token(self, secret: str, client: str) -> Authenticated:
+        """A personal access token on its own (the REST API's `Authorization: Bearer <token>`)."""
+        keys = (f"ip:{client}",)
+        if wait := self.limiter.retry_after(*keys):
+            raise RateLimited(wait)
+        result = await self.db.read(self._check_token, secret, None)
+        if isinstance(result, str):
+            self.limiter.fail(*keys)
+            await self.db.write(record, "-", "auth.failure", "-", {"reason": result}, client)
+            raise AuthenticationFailed(result)
+        await self._signed_in(result, result.actor.name or "-", client)
+        return result
 
     async def bearer(self, token: str) -> tuple[Actor, Claims]:
         """A bearer token from our token endpoint; its personal access token must still be valid."""
@@ -195,7 +217,7 @@ class Access:
 
     async def grants(self, actor: Actor, package: str, actions: set[Action]) -> tuple[Action, ...]:
         facts = await self.db.read(gather_facts, actor, package)
-        return tuple(a for a in Action if a in actions and decide(actor, facts, a).allowed)
+        return tuple(a for a in REGISTRY_ACTIONS if a in actions and decide(actor, facts, a).allowed)
 
     async def issue(self, auth: Authenticated | None, scopes: list[str], *, refresh: bool) -> dict[str, object]:
         """The token endpoint's answer: granted = asked for, allowed by the token and by the roles."""
@@ -242,8 +264,8 @@ class Access:
         if kind != "repository":
             return None
         if "*" in wanted:
-            wanted = {a.value for a in Action}
-        actions = {Action(a) for a in wanted if a in Action._value2member_map_}
+            wanted = {a.value for a in REGISTRY_ACTIONS}
+        actions = {a for a in REGISTRY_ACTIONS if a.value in wanted}
         granted = await self.grants(actor, name, actions)
         return Grant(kind, name, tuple(a.value for a in granted))
 

@@ -112,6 +112,15 @@ class FilesystemBlobStore:
         except FileNotFoundError:
             return None
 
+    def read_small(self, digest: str, limit: int) -> bytes | None:
+        """A whole blob of at most `limit` bytes (an image config); None if larger or missing."""
+        try:
+            with open(self.local_path(digest), "rb") as f:
+                data = f.read(limit + 1)
+        except FileNotFoundError:
+            return None
+        return data if len(data) <= limit else None
+
     def delete(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.local_path(digest).unlink()

@@ -47,7 +47,16 @@ repositories = Table(
     Column("visibility", String(16), nullable=False, default="private", server_default="private"),
     # Bumped by every change to the repository's tags: workers cache tag lists per version.
     Column("tags_version", BigInteger, nullable=False, default=0, server_default="0"),
+    # A deleted package keeps its row for the restore window, renamed to NAME@ID so that the name
+    # is free for a new package and every lookup by name passes it by.
+    Column("deleted_at", DateTime(timezone=True)),
+    # ghcr.io's labels (org.opencontainers.image.*), from the most recent push that had them.
+    Column("description", String(512)),
+    Column("source_url", String(2048)),
+    Column("licenses", String(256)),
+    Column("updated_at", DateTime(timezone=True)),
     Index("ix_repositories_owner_id", "owner_id"),
+    Index("ix_repositories_deleted_at", "deleted_at"),
 )
 
 blobs = Table(
@@ -80,6 +89,16 @@ manifests = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # A deleted version is hidden from pulls and lists until restored or purged; the tags it had
+    # (a JSON list) come back with it unless they moved meanwhile.
+    Column("deleted_at", DateTime(timezone=True)),
+    Column("deleted_tags", Text),
+    Column("downloads", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("description", String(512)),
+    Column("source_url", String(2048)),
+    Column("licenses", String(256)),
+    Column("platform", String(128)),  # os/architecture[/variant] of an image manifest
+    Column("updated_at", DateTime(timezone=True)),
     UniqueConstraint("repository_id", "digest", name="uq_manifests_repository_digest"),
     Index("ix_manifests_subject", "repository_id", "subject_digest"),
 )

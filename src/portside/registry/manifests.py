@@ -21,6 +21,7 @@ SCHEMA1 = (
 IMAGE_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 MANIFEST_TYPES = IMAGE_TYPES + INDEX_TYPES
+CONFIG_TYPES = ("application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json")
 GENERIC_TYPES = ("", "application/json", "application/octet-stream")
 
 # Layers that live outside the registry (Windows base layers and the like) need not be pushed.
@@ -47,6 +48,7 @@ class ParsedManifest:
     subject: str | None = None
     artifact_type: str | None = None
     annotations: dict[str, str] | None = None
+    config_digest: str | None = None  # an image's config blob, where its labels and platform are
 
     @property
     def is_index(self) -> bool:
@@ -140,6 +142,8 @@ def _parse_image(doc: dict[str, Any], parsed: ParsedManifest) -> None:
     if not isinstance(layers, list):
         raise ManifestInvalid("image manifest must have a layers array")
     parsed.blob_digests.append(config["digest"])
+    if config["mediaType"] in CONFIG_TYPES:
+        parsed.config_digest = config["digest"]
     for i, layer in enumerate(layers):
         layer = _descriptor(layer, f"layers[{i}]")
         if layer["mediaType"] not in FOREIGN_LAYER_TYPES:

@@ -7,6 +7,7 @@ store. Nothing here knows about HTTP.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +33,13 @@ from portside.registry.errors import (
     NameUnknown,
     SizeInvalid,
 )
+from portside.registry.labels import Labels, from_annotations, from_config
 from portside.registry.manifests import ParsedManifest, parse_manifest
 from portside.registry.references import Digest, parse_reference
 
 MAX_PAGE = 1000
 TAG_PAGE_CACHE = 256  # tag-list pages kept per process (at most ~15 MiB of names)
+MAX_CONFIG = 1024 * 1024  # image configs read for their labels; larger ones are not looked into
 
 
 # Called inside the transaction that creates a repository, with its id: packages get their owner here.
@@ -61,6 +64,22 @@ def _repository_id(conn: Connection, name: str) -> int | None:
     return conn.execute(select(repositories.c.id).where(repositories.c.name == name)).scalar()
 
 
+def hide_manifest(conn: Connection, repository_id: int, manifest_id: int, tag_names: list[str]) -> None:
+    """Delete a version the restorable way: hidden from pulls and lists, its tags kept to come back."""
+    conn.execute(
+        update(manifests)
+        .where(manifests.c.id == manifest_id)
+        .values(deleted_at=now(), deleted_tags=json.dumps(tag_names) if tag_names else None)
+    )
+    if tag_names:
+        conn.execute(delete(tags).where(tags.c.manifest_id == manifest_id))
+        conn.execute(
+            update(repositories)
+            .where(repositories.c.id == repository_id)
+            .values(tags_version=repositories.c.tags_version + 1)
+        )
+
+
 def _require_repository(conn: Connection, name: str) -> int:
     repository_id = _repository_id(conn, name)
     if repository_id is None:
@@ -79,7 +98,7 @@ class Registry:
         self._manifest_by_digest = db.query(
             select(*cols)
             .select_from(manifests.join(repositories))
-            .where(repositories.c.name == name, manifests.c.digest == ref)
+            .where(repositories.c.name == name, manifests.c.digest == ref, manifests.c.deleted_at.is_(None))
         )
         self._manifest_by_tag = db.query(
             select(*cols)
@@ -95,6 +114,7 @@ class Registry:
         self._all_tags = db.query(tag_names)
         self._tags_version = db.query(select(repositories.c.tags_version).where(repositories.c.name == name))
         self._tag_pages: dict[tuple[str, int, int | None, str | None], Page] = {}
+        self._downloads: Counter[tuple[str, str]] = Counter()  # (repository, digest): pulls not yet written
         self._tags_page = db.query(tag_names.limit(bindparam("limit")))
         self._blob_size = db.query(
             select(blobs.c.size)
@@ -120,6 +140,45 @@ class Registry:
         self._manifest_id = db.query(
             select(manifests.c.id).where(manifests.c.repository_id == repository_id, manifests.c.digest == digest)
         )
+        self._live_manifest_id = db.query(
+            select(manifests.c.id).where(
+                manifests.c.repository_id == repository_id,
+                manifests.c.digest == digest,
+                manifests.c.deleted_at.is_(None),
+            )
+        )
+        # Pushing a deleted version again brings it back (its old tags stay with the deletion record).
+        self._revive_manifest = db.query(
+            update(manifests)
+            .where(
+                manifests.c.repository_id == repository_id,
+                manifests.c.digest == digest,
+                manifests.c.deleted_at.is_not(None),
+            )
+            .values(deleted_at=None, deleted_tags=None, updated_at=at)
+        )
+        self._repository_pushed = db.query(
+            update(repositories).where(repositories.c.id == repository_id).values(updated_at=at)
+        )
+        self._repository_labels = db.query(
+            update(repositories)
+            .where(repositories.c.id == repository_id)
+            .values(
+                description=bindparam("description"),
+                source_url=bindparam("source_url"),
+                licenses=bindparam("licenses"),
+                updated_at=at,
+            )
+        )
+        self._count_downloads = db.query(
+            update(manifests)
+            .where(
+                manifests.c.digest == digest,
+                manifests.c.repository_id
+                == select(repositories.c.id).where(repositories.c.name == name).scalar_subquery(),
+            )
+            .values(downloads=manifests.c.downloads + bindparam("count"))
+        )
         self._insert_manifest = db.query(
             db.insert(manifests)
             .values(
@@ -131,7 +190,12 @@ class Registry:
                 annotations=bindparam("annotations"),
                 payload=bindparam("payload"),
                 size=bindparam("size"),
+                description=bindparam("description"),
+                source_url=bindparam("source_url"),
+                licenses=bindparam("licenses"),
+                platform=bindparam("platform"),
                 created_at=at,
+                updated_at=at,
             )
             .on_conflict_do_nothing(index_elements=["repository_id", "digest"])
         )
@@ -177,7 +241,11 @@ class Registry:
         """Repository names in byte order; `visible` selects those the caller may see."""
 
         def query(conn: Connection) -> Page:
-            stmt = select(repositories.c.name).where(visible).order_by(repositories.c.name)
+            stmt = (
+                select(repositories.c.name)
+                .where(visible, repositories.c.deleted_at.is_(None))
+                .order_by(repositories.c.name)
+            )
             if last:
                 stmt = stmt.where(repositories.c.name > last)
             return _page(conn, stmt, n)
@@ -255,6 +323,21 @@ class Registry:
             f"manifest {reference} is not in repository {name}", detail={"name": name, "reference": reference}
         )
 
+    def count_download(self, name: str, digest: str) -> None:
+        """Count a pull of a manifest; counts reach the database in batches (flush_downloads)."""
+        self._downloads[(name, digest)] += 1
+
+    async def flush_downloads(self) -> None:
+        if not self._downloads:
+            return
+        pending, self._downloads = self._downloads, Counter()
+
+        def change(conn: Connection) -> None:
+            for (name, digest), count in pending.items():
+                self.db.execute(conn, self._count_downloads, name=name, digest=digest, count=count)
+
+        await self.db.write(change)
+
     async def put_manifest(
         self, name: str, reference: str, payload: bytes, content_type: str, on_create: OnCreate | None = None
     ) -> ParsedManifest:
@@ -272,15 +355,40 @@ class Registry:
                 detail={"expected": str(ref), "computed": str(parsed.digest)},
             )
         tag = None if isinstance(ref, Digest) else ref
-        await self.db.write(self._store_manifest, name, parsed, tag, on_create)
+        await self.db.write(self._store_manifest, name, parsed, self._labels(parsed), tag, on_create)
         return parsed
 
+    def _labels(self, parsed: ParsedManifest) -> Labels:
+        if parsed.config_digest is None:
+            return from_annotations(parsed.annotations)
+        raw = self.store.read_small(parsed.config_digest, MAX_CONFIG)
+        return from_config(raw) if raw is not None else Labels()
+
     def _store_manifest(
-        self, conn: Connection, name: str, parsed: ParsedManifest, tag: str | None, on_create: OnCreate | None
+        self,
+        conn: Connection,
+        name: str,
+        parsed: ParsedManifest,
+        labels: Labels,
+        tag: str | None,
+        on_create: OnCreate | None,
     ) -> None:
         repository_id = self.ensure_repository(conn, name, on_create)
         self._check_references(conn, repository_id, name, parsed)
         digest, at = str(parsed.digest), now()
+        self.db.execute(conn, self._revive_manifest, repository_id=repository_id, digest=digest, at=at)
+        if labels.any:
+            self.db.execute(
+                conn,
+                self._repository_labels,
+                repository_id=repository_id,
+                description=labels.description,
+                source_url=labels.source_url,
+                licenses=labels.licenses,
+                at=at,
+            )
+        else:
+            self.db.execute(conn, self._repository_pushed, repository_id=repository_id, at=at)
         inserted = self.db.execute(
             conn,
             self._insert_manifest,
@@ -292,6 +400,10 @@ class Registry:
             annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
             payload=parsed.payload,
             size=len(parsed.payload),
+            description=labels.description,
+            source_url=labels.source_url,
+            licenses=labels.licenses,
+            platform=labels.platform,
             at=at,
         )
         manifest_id = self.db.rows(conn, self._manifest_id, repository_id=repository_id, digest=digest)[0][0]
@@ -320,7 +432,7 @@ class Registry:
         missing = [
             d
             for d in sorted(set(parsed.child_digests))
-            if not self.db.rows(conn, self._manifest_id, repository_id=repository_id, digest=d)
+            if not self.db.rows(conn, self._live_manifest_id, repository_id=repository_id, digest=d)
         ]
         if missing:
             raise ManifestBlobUnknown(
@@ -330,21 +442,25 @@ class Registry:
             )
 
     async def delete_manifest(self, name: str, reference: str) -> None:
+        """DELETE on the registry API: a digest deletes the version (restorable), a tag only untags."""
         ref = parse_reference(reference)
 
-        def change(conn: Connection) -> int:
+        def change(conn: Connection) -> bool:
             repository_id = _require_repository(conn, name)
-            if isinstance(ref, Digest):
-                stmt = delete(manifests).where(
-                    manifests.c.repository_id == repository_id, manifests.c.digest == str(ref)
-                )
-            else:
-                stmt = delete(tags).where(tags.c.repository_id == repository_id, tags.c.name == ref)
-            deleted = conn.execute(stmt).rowcount
-            if deleted:
-                # Deleting a manifest deletes its tags too.
+            if not isinstance(ref, Digest):
+                if not conn.execute(
+                    delete(tags).where(tags.c.repository_id == repository_id, tags.c.name == ref)
+                ).rowcount:
+                    return False
                 self.db.execute(conn, self._bump_tags_version, repository_id=repository_id)
-            return deleted
+                return True
+            found = self.db.rows(conn, self._live_manifest_id, repository_id=repository_id, digest=str(ref))
+            if not found:
+                return False
+            manifest_id = found[0][0]
+            tag_names = list(conn.execute(select(tags.c.name).where(tags.c.manifest_id == manifest_id)).scalars())
+            hide_manifest(conn, repository_id, manifest_id, tag_names)
+            return True
 
         if not await self.db.write(change):
             raise ManifestUnknown(
@@ -384,7 +500,11 @@ class Registry:
             repository_id = _repository_id(conn, name)
             if repository_id is None:
                 return []
-            conditions = [manifests.c.repository_id == repository_id, manifests.c.subject_digest == str(digest)]
+            conditions = [
+                manifests.c.repository_id == repository_id,
+                manifests.c.subject_digest == str(digest),
+                manifests.c.deleted_at.is_(None),
+            ]
             if artifact_type:
                 conditions.append(manifests.c.artifact_type == artifact_type)
             rows = conn.execute(

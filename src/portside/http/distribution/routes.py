@@ -95,7 +95,10 @@ class Distribution:
         if request.method in ("GET", "HEAD"):
             found = await self.registry.get_manifest(name, reference)
             headers = {"Docker-Content-Digest": found.digest, "Content-Length": str(len(found.payload))}
-            body = b"" if request.method == "HEAD" else found.payload
+            if request.method == "HEAD":
+                return Response(media_type=found.media_type, headers=headers)
+            self.registry.count_download(name, found.digest)
+            body = found.payload
             return Response(body, media_type=found.media_type, headers=headers)
         if request.method == "DELETE":
             await self.registry.delete_manifest(name, reference)

@@ -1,0 +1,392 @@
+"""Packages and their versions as ghcr.io's REST API presents them: lists, deletion and restore.
+
+A package is a repository; a version is one manifest digest. Deleting hides at once and keeps the
+rows for the restore window (`restore_days`): a deleted package is renamed NAME@ID, so its name is
+free for a new package and every lookup by name passes it by; a deleted version keeps the tags it
+had, to bring back those that have not moved meanwhile. Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
+
+from sqlalchemy import Connection, and_, delete, func, select, update
+
+from portside.access.policy import Action, Actor
+from portside.access.service import Access
+from portside.access.visibility import readable
+from portside.clock import now
+from portside.metadata.database import Database
+from portside.metadata.schema import accounts, manifest_references, manifests, repositories, tags
+from portside.registry.service import hide_manifest
+
+T = TypeVar("T")
+MAX_WINDOW = 10_000  # page x per_page, as on GitHub
+
+
+class PackageError(Exception):
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(PackageError):
+    status = 404
+
+
+class Forbidden(PackageError):
+    status = 403
+
+
+class Conflict(PackageError):
+    status = 409
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    id: int
+    login: str
+    kind: str  # "user" or "org"
+    site_admin: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PackageInfo:
+    id: int
+    name: str  # without the owner: "hello" or "tools/hello"
+    owner: Owner
+    visibility: str
+    version_count: int
+    downloads: int
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+    description: str | None
+    source_url: str | None
+    licenses: str | None
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner.login}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    id: int
+    digest: str
+    media_type: str
+    size: int
+    tags: list[str]
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+    description: str | None
+    licenses: str | None
+    source_url: str | None
+    platform: str | None
+    downloads: int
+    indexes: list[str]  # digests of the live indexes that list this manifest
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+
+
+def window(page: int, per_page: int) -> tuple[int, int]:
+    """GitHub's paging: offset and limit, refusing what GitHub refuses."""
+    if page < 1 or not 1 <= per_page <= 100:
+        raise PackageError("page must be at least 1 and per_page between 1 and 100")
+    if page * per_page > MAX_WINDOW:
+        raise PackageError("The value of `per_page` multiplied by `page` cannot be greater than 10000.")
+    return (page - 1) * per_page, per_page
+
+
+def deleted_name(name: str, repository_id: int) -> str:
+    return f"{name}@{repository_id}"
+
+
+def live_name(stored: str) -> str:
+    return stored.split("@", 1)[0]  # '@' cannot appear in a repository name
+
+
+class Packages:
+    def __init__(self, db: Database, access: Access, *, restore_days: int) -> None:
+        self.db = db
+        self.access = access
+        self.restore_window = timedelta(days=restore_days)
+
+    # -- authorisation -------------------------------------------------------------------------
+
+    async def _allow(self, actor: Actor, package: str, *actions: Action) -> None:
+        for action in actions:
+            decision = await self.access.decide(actor, package, action)
+            if decision.hidden:
+                raise NotFound(f"package {package} not found")
+            if not decision.allowed:
+                raise Forbidden(decision.reason)
+
+    # -- packages ------------------------------------------------------------------------------
+
+    async def owner(self, login: str, kind: str | None = None) -> Owner:
+        def query(conn: Connection) -> Owner | None:
+            row = conn.execute(
+                select(accounts.c.id, accounts.c.name, accounts.c.kind, accounts.c.is_site_admin).where(
+                    accounts.c.name == login.lower()
+                )
+            ).first()
+            return Owner(*row) if row is not None else None
+
+        found = await self.db.read(query)
+        if found is None or (kind is not None and found.kind != kind):
+            raise NotFound(f"{'organization' if kind == 'org' else 'user'} {login} not found")
+        return found
+
+    async def list(
+        self, actor: Actor, owner: Owner, *, visibility: str | None, deleted: bool, page: int, per_page: int
+    ) -> Page[PackageInfo]:
+        offset, limit = window(page, per_page)
+        if deleted:
+            # Deleted packages: only to those who may restore them.
+            await self._allow(actor, f"{owner.login}/*", Action.RESTORE)
+            condition = and_(repositories.c.owner_id == owner.id, repositories.c.deleted_at.is_not(None))
+        else:
+            condition = and_(repositories.c.owner_id == owner.id, repositories.c.deleted_at.is_(None), readable(actor))
+        if visibility:
+            condition = and_(condition, repositories.c.visibility == visibility)
+
+        def query(conn: Connection) -> Page[PackageInfo]:
+            total = conn.execute(select(func.count()).select_from(repositories).where(condition)).scalar_one()
+            ids = conn.execute(
+                select(repositories.c.id).where(condition).order_by(repositories.c.name).offset(offset).limit(limit)
+            ).scalars()
+            return Page([_package(conn, i, owner) for i in ids], total)
+
+        return await self.db.read(query)
+
+    async def get(self, actor: Actor, package: str) -> PackageInfo:
+        await self._allow(actor, package, Action.PULL)
+        owner = await self.owner(package.split("/", 1)[0])
+        return await self.db.read(lambda conn: _package(conn, _live_id(conn, package), owner))
+
+    async def delete(self, actor: Actor, package: str) -> None:
+        await self._allow(actor, package, Action.PULL, Action.DELETE)
+
+        def change(conn: Connection) -> None:
+            repository_id = _live_id(conn, package)
+            conn.execute(
+                update(repositories)
+                .where(repositories.c.id == repository_id)
+                .values(name=deleted_name(package, repository_id), deleted_at=now())
+            )
+
+        await self.db.write(change)
+        await self.access.audit(actor, "package.delete", package, "-")
+
+    async def restore(self, actor: Actor, package: str) -> None:
+        await self._allow(actor, package, Action.RESTORE)
+
+        def change(conn: Connection) -> None:
+            row = conn.execute(
+                select(repositories.c.id)
+                .where(repositories.c.name.like(f"{_escape(package)}@%", escape="\\"))
+                .where(repositories.c.deleted_at.is_not(None))
+                .order_by(repositories.c.deleted_at.desc())
+                .limit(1)
+            ).first()
+            if row is None:
+                raise NotFound(f"no deleted package {package} to restore (it may have been purged)")
+            if conn.execute(select(repositories.c.id).where(repositories.c.name == package)).first() is not None:
+                raise Conflict(
+                    f"a new package {package} was pushed after the old one was deleted; delete the new "
+                    "package first, then restore the old one"
+                )
+            conn.execute(update(repositories).where(repositories.c.id == row.id).values(name=package, deleted_at=None))
+
+        await self.db.write(change)
+        await self.access.audit(actor, "package.restore", package, "-")
+
+    # -- versions ------------------------------------------------------------------------------
+
+    async def versions(
+        self, actor: Actor, package: str, *, deleted: bool, page: int, per_page: int
+    ) -> Page[VersionInfo]:
+        await self._allow(actor, package, *((Action.PULL, Action.RESTORE) if deleted else (Action.PULL,)))
+        offset, limit = window(page, per_page)
+
+        def query(conn: Connection) -> Page[VersionInfo]:
+            repository_id = _live_id(conn, package)
+            state = manifests.c.deleted_at.is_not(None) if deleted else manifests.c.deleted_at.is_(None)
+            condition = and_(manifests.c.repository_id == repository_id, state)
+            total = conn.execute(select(func.count()).select_from(manifests).where(condition)).scalar_one()
+            ids = conn.execute(
+                select(manifests.c.id)
+                .where(condition)
+                .order_by(manifests.c.created_at.desc(), manifests.c.id.desc())
+                .offset(offset)
+                .limit(limit)
+            ).scalars()
+            return Page([_version(conn, repository_id, i) for i in ids], total)
+
+        return await self.db.read(query)
+
+    async def version(self, actor: Actor, package: str, version_id: int) -> VersionInfo:
+        await self._allow(actor, package, Action.PULL)
+        return await self.db.read(lambda conn: _version(conn, _live_id(conn, package), version_id))
+
+    async def delete_version(self, actor: Actor, package: str, version_id: int, *, force: bool) -> None:
+        await self._allow(actor, package, Action.PULL, Action.DELETE)
+
+        def change(conn: Connection) -> None:
+            repository_id = _live_id(conn, package)
+            version = _version(conn, repository_id, version_id)
+            if version.deleted_at is not None:
+                raise NotFound(f"version {version_id} of {package} is already deleted")
+            if version.indexes and not force:
+                raise Conflict(
+                    f"version {version_id} ({version.platform or version.digest}) is part of the multi-platform "
+                    f"image {version.indexes[0]}; deleting it would break that image. Delete the index first, "
+                    "or repeat with ?force=true"
+                )
+            hide_manifest(conn, repository_id, version_id, version.tags)
+
+        await self.db.write(change)
+        await self.access.audit(actor, "package.delete_version", package, "-", version=version_id)
+
+    async def restore_version(self, actor: Actor, package: str, version_id: int) -> list[str]:
+        """Restore a version and the tags it had; returns the tags that had moved and stay where they are."""
+        await self._allow(actor, package, Action.RESTORE)
+
+        def change(conn: Connection) -> list[str]:
+            repository_id = _live_id(conn, package)
+            row = conn.execute(
+                select(manifests.c.deleted_at, manifests.c.deleted_tags).where(
+                    manifests.c.id == version_id, manifests.c.repository_id == repository_id
+                )
+            ).first()
+            if row is None or row.deleted_at is None:
+                raise NotFound(f"version {version_id} of {package} is not deleted")
+            wanted = json.loads(row.deleted_tags) if row.deleted_tags else []
+            taken = set(
+                conn.execute(
+                    select(tags.c.name).where(tags.c.repository_id == repository_id, tags.c.name.in_(wanted))
+                ).scalars()
+            )
+            stamp = now()
+            for tag in wanted:
+                if tag not in taken:
+                    conn.execute(
+                        tags.insert().values(
+                            repository_id=repository_id, name=tag, manifest_id=version_id, updated_at=stamp
+                        )
+                    )
+            conn.execute(
+                update(manifests).where(manifests.c.id == version_id).values(deleted_at=None, deleted_tags=None)
+            )
+            conn.execute(
+                update(repositories)
+                .where(repositories.c.id == repository_id)
+                .values(tags_version=repositories.c.tags_version + 1)
+            )
+            return sorted(taken)
+
+        kept_elsewhere = await self.db.write(change)
+        await self.access.audit(actor, "package.restore_version", package, "-", version=version_id)
+        return kept_elsewhere
+
+    # -- housekeeping --------------------------------------------------------------------------
+
+    async def purge(self) -> int:
+        """Forget packages and versions deleted longer ago than the restore window."""
+        cutoff = now() - self.restore_window
+
+        def change(conn: Connection) -> int:
+            purged = conn.execute(delete(repositories).where(repositories.c.deleted_at < cutoff)).rowcount
+            return purged + conn.execute(delete(manifests).where(manifests.c.deleted_at < cutoff)).rowcount
+
+        return await self.db.write(change)
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _live_id(conn: Connection, package: str) -> int:
+    found = conn.execute(select(repositories.c.id).where(repositories.c.name == package)).scalar()
+    if found is None:
+        raise NotFound(f"package {package} not found")
+    return int(found)
+
+
+def _package(conn: Connection, repository_id: int, owner: Owner) -> PackageInfo:
+    row = conn.execute(select(repositories).where(repositories.c.id == repository_id)).one()
+    counts = conn.execute(
+        select(func.count(), func.coalesce(func.sum(manifests.c.downloads), 0)).where(
+            manifests.c.repository_id == repository_id, manifests.c.deleted_at.is_(None)
+        )
+    ).one()
+    name = live_name(row.name)
+    return PackageInfo(
+        id=row.id,
+        name=name.split("/", 1)[1] if "/" in name else name,
+        owner=owner,
+        visibility=row.visibility,
+        version_count=int(counts[0]),
+        downloads=int(counts[1]),
+        created_at=row.created_at,
+        updated_at=row.updated_at or row.created_at,
+        deleted_at=row.deleted_at,
+        description=row.description,
+        source_url=row.source_url,
+        licenses=row.licenses,
+    )
+
+
+def _version(conn: Connection, repository_id: int, version_id: int) -> VersionInfo:
+    row = conn.execute(
+        select(manifests).where(manifests.c.id == version_id, manifests.c.repository_id == repository_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"version {version_id} not found")
+    if row.deleted_at is None:
+        tag_names = list(
+            conn.execute(select(tags.c.name).where(tags.c.manifest_id == version_id).order_by(tags.c.name)).scalars()
+        )
+    else:
+        tag_names = json.loads(row.deleted_tags) if row.deleted_tags else []
+    parents = manifests.alias("parents")
+    indexes = list(
+        conn.execute(
+            select(parents.c.digest)
+            .select_from(manifest_references.join(parents, parents.c.id == manifest_references.c.manifest_id))
+            .where(
+                manifest_references.c.digest == row.digest,
+                manifest_references.c.kind == "manifest",
+                parents.c.repository_id == repository_id,
+                parents.c.deleted_at.is_(None),
+            )
+            .order_by(parents.c.id)
+        ).scalars()
+    )
+    return VersionInfo(
+        id=row.id,
+        digest=row.digest,
+        media_type=row.media_type,
+        size=row.size,
+        tags=tag_names,
+        created_at=row.created_at,
+        updated_at=row.updated_at or row.created_at,
+        deleted_at=row.deleted_at,
+        description=row.description,
+        licenses=row.licenses,
+        source_url=row.source_url,
+        platform=row.platform,
+        downloads=row.downloads,
+        indexes=indexes,
+    )
