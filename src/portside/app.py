@@ -20,6 +20,7 @@ from portside.access.service import Access
 from portside.blobs.filesystem import FilesystemBlobStore
 from portside.config import Settings
 from portside.http.accesslog import AccessLog
+from portside.http.api.openapi import docs_page, openapi_json
 from portside.http.api.routes import PackagesApi
 from portside.http.auth import RegistryAuth
 from portside.http.base_url import BaseUrl
@@ -85,6 +86,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *token_service.routes(),
             *distribution.routes(),
             *packages_api.routes(),
+            Route("/api/v3/openapi.json", openapi_json, methods=["GET"]),
+            Route("/api/docs", docs_page, methods=["GET"]),
         ],
         middleware=[Middleware(AccessLog, json_format=settings.log_format == "json")],
         exception_handlers={
