@@ -34,12 +34,20 @@ class Client:
         self.local = threading.local()
 
     def request(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None):
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = self.local.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
-        conn.request(method, path, body=body, headers={"Authorization": self.auth, **(headers or {})})
-        response = conn.getresponse()
-        return response.status, response.read(), response
+        for attempt in (1, 2):
+            conn = getattr(self.local, "conn", None)
+            if conn is None:
+                conn = self.local.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+            try:
+                conn.request(method, path, body=body, headers={"Authorization": self.auth, **(headers or {})})
+                response = conn.getresponse()
+                return response.status, response.read(), response
+            except (http.client.RemoteDisconnected, ConnectionError):
+                conn.close()  # the server closed an idle keep-alive connection: reconnect once
+                self.local.conn = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def token(self, *scopes: str) -> str:
         query = urllib.parse.urlencode([("service", "portside")] + [("scope", s) for s in scopes])
@@ -133,12 +141,13 @@ def main() -> None:
     client = Client(args.url, args.auth)
     repo = "admin/growth"
     manifest, layer = image(client, repo)
-    pull = client.token(f"repository:{repo}:pull")
-    catalog = client.token("registry:catalog:*")
-    rows = {}
+    rows: dict[str, dict[str, tuple[float, str, str]]] = {}
 
     def measure(phase: str) -> None:
         print(f"measuring ({phase})...", file=sys.stderr)
+        # Fresh tokens: filling takes longer than a bearer token lives.
+        pull = client.token(f"repository:{repo}:pull")
+        catalog = client.token("registry:catalog:*")
         cases = [
             ("manifest GET by tag", "GET", f"/v2/{repo}/manifests/t000050", pull),
             ("blob HEAD", "HEAD", f"/v2/{repo}/blobs/{layer}", pull),

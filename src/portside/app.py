@@ -20,6 +20,7 @@ from portside.access.service import Access
 from portside.blobs.filesystem import FilesystemBlobStore
 from portside.config import Settings
 from portside.http.accesslog import AccessLog
+from portside.http.api.manage import ManageApi
 from portside.http.api.openapi import docs_page, openapi_json
 from portside.http.api.routes import PackagesApi
 from portside.http.auth import RegistryAuth
@@ -29,6 +30,7 @@ from portside.http.errors import http_error, registry_error, unexpected_error
 from portside.http.token.routes import TokenService
 from portside.logs import configure_logging
 from portside.metadata.database import Database, make_engine
+from portside.packages.manage import Management
 from portside.packages.service import Packages
 from portside.registry.errors import RegistryError
 from portside.registry.service import Registry
@@ -62,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     token_service = TokenService(access, auth)
     packages = Packages(db, access, restore_days=settings.restore_days)
     packages_api = PackagesApi(packages, access, base_url)
+    manage_api = ManageApi(packages_api, Management(db, access, packages))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -86,6 +89,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *token_service.routes(),
             *distribution.routes(),
             *packages_api.routes(),
+            *manage_api.routes(),
             Route("/api/v3/openapi.json", openapi_json, methods=["GET"]),
             Route("/api/docs", docs_page, methods=["GET"]),
         ],

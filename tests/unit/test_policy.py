@@ -223,7 +223,7 @@ def test_private_packages_are_hidden_from_those_without_a_role() -> None:
         (Role.NONE, set()),
         (Role.READ, {PULL}),
         (Role.WRITE, {PULL, PUSH}),
-        (Role.ADMIN, {PULL, PUSH, DELETE, Action.RESTORE}),
+        (Role.ADMIN, {PULL, PUSH, DELETE, Action.RESTORE, Action.MANAGE}),
     ],
 )
 def test_granted_roles_on_a_private_package(granted: Role, allowed: set[Action]) -> None:
@@ -238,3 +238,21 @@ def test_role_parse() -> None:
     assert Role.parse("write") is Role.WRITE
     assert Role.parse("admin") is Role.ADMIN
     assert Role.READ < Role.WRITE < Role.ADMIN
+
+
+def test_managing_a_package_needs_admin_and_the_write_scope() -> None:
+    manage = Action.MANAGE
+    assert decide(token(BOB, WRITE_SCOPE), org_package(granted=Role.ADMIN), manage).allowed
+    assert decide(BOB, org_package(org_role="owner"), manage).allowed
+    assert decide(ADMIN, org_package(), manage).allowed
+    no_write = decide(token(BOB, READ_SCOPE, DELETE_SCOPE), org_package(granted=Role.ADMIN), manage)
+    assert not no_write.allowed and not no_write.hidden
+    assert "lacks the write:packages scope needed to manage acme/app" in no_write.reason
+    writer = decide(token(BOB, *SCOPES), org_package(granted=Role.WRITE), manage)
+    assert not writer.allowed and not writer.hidden
+    assert writer.reason == (
+        "bob has write access to acme/app; changing its visibility or collaborators needs admin, which a package "
+        "admin can grant with `portside package grant acme/app --user bob --role admin`"
+    )
+    assert decide(BOB, org_package(org_role="member"), manage).hidden  # private, no role: not even seen
+    assert not decide(ANONYMOUS, user_package(visibility="public"), manage).allowed

@@ -196,6 +196,18 @@ def org_members_of(conn: Connection, org: str) -> list[tuple[str, str]]:
     return [(name, role) for name, role in rows]
 
 
+def orgs_of(conn: Connection, user: str) -> list[tuple[Account, str]]:
+    """The organizations a user belongs to, with the user's role in each."""
+    user_account = get_account(conn, user, "user")
+    rows = conn.execute(
+        select(accounts, org_members.c.role)
+        .join(org_members, org_members.c.org_id == accounts.c.id)
+        .where(org_members.c.user_id == user_account.id)
+        .order_by(accounts.c.name)
+    )
+    return [(_account(row), row.role) for row in rows]
+
+
 def set_org(
     conn: Connection,
     org: str,
@@ -423,7 +435,7 @@ def _package_row(conn: Connection, name: str) -> tuple[int, str, str, datetime]:
     row = conn.execute(
         select(repositories.c.id, accounts.c.name, repositories.c.visibility, repositories.c.created_at)
         .join(accounts, accounts.c.id == repositories.c.owner_id)
-        .where(repositories.c.name == name)
+        .where(repositories.c.name == name, repositories.c.deleted_at.is_(None))
     ).first()
     if row is None:
         raise NotFound(f"package {name} does not exist")
@@ -439,6 +451,7 @@ def list_packages(conn: Connection, owner: str | None = None) -> list[PackageInf
     stmt = (
         select(repositories.c.name, accounts.c.name, repositories.c.visibility, repositories.c.created_at)
         .join(accounts, accounts.c.id == repositories.c.owner_id)
+        .where(repositories.c.deleted_at.is_(None))  # a deleted package waits for restore or purge
         .order_by(repositories.c.name)
     )
     if owner is not None:

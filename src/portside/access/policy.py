@@ -10,6 +10,7 @@ rules live in exactly one place. The rules are ghcr.io's:
 - roles read < write < admin come from grants to users (and to teams, on organization packages);
   the user who owns a namespace, the owners of an organization, and site admins are admin;
 - pull needs read, push needs write, delete needs admin and the delete:packages scope;
+- changing a package's visibility or collaborators (manage) needs admin and the write:packages scope;
 - a token only ever narrows what its user may do (scopes, and Portside's fine-grained `only` list).
 """
 
@@ -25,6 +26,7 @@ class Action(StrEnum):
     PUSH = "push"
     DELETE = "delete"
     RESTORE = "restore"  # bring back a deleted package or version (REST API only)
+    MANAGE = "manage"  # change a package's visibility or collaborators (REST API only)
 
 
 # What a registry bearer token can carry (the token endpoint's scope actions).
@@ -45,11 +47,18 @@ class Role(IntEnum):
 READ_SCOPE, WRITE_SCOPE, DELETE_SCOPE = "read:packages", "write:packages", "delete:packages"
 SCOPES = (READ_SCOPE, WRITE_SCOPE, DELETE_SCOPE)
 VISIBILITIES = ("private", "internal", "public")
-REQUIRED_ROLE = {Action.PULL: Role.READ, Action.PUSH: Role.WRITE, Action.DELETE: Role.ADMIN, Action.RESTORE: Role.ADMIN}
-# write:packages implies read:packages, as on ghcr.io; restoring takes write:packages, as there.
+REQUIRED_ROLE = {
+    Action.PULL: Role.READ,
+    Action.PUSH: Role.WRITE,
+    Action.DELETE: Role.ADMIN,
+    Action.RESTORE: Role.ADMIN,
+    Action.MANAGE: Role.ADMIN,
+}
+# write:packages implies read:packages, as on ghcr.io; restoring takes write:packages, as there, and so
+# does changing a package's settings (ghcr.io's package settings page has no token equivalent).
 SCOPE_GRANTS = {
     READ_SCOPE: {Action.PULL},
-    WRITE_SCOPE: {Action.PULL, Action.PUSH, Action.RESTORE},
+    WRITE_SCOPE: {Action.PULL, Action.PUSH, Action.RESTORE, Action.MANAGE},
     DELETE_SCOPE: {Action.DELETE},
 }
 SCOPE_FOR = {
@@ -57,6 +66,7 @@ SCOPE_FOR = {
     Action.PUSH: WRITE_SCOPE,
     Action.DELETE: DELETE_SCOPE,
     Action.RESTORE: WRITE_SCOPE,
+    Action.MANAGE: WRITE_SCOPE,
 }
 
 
@@ -179,6 +189,12 @@ def _role_denial(actor: Actor, facts: Facts, action: Action, role: Role) -> str:
         return f"authentication required to {action} {package}"
     if action is Action.RESTORE:
         return f"only an admin of {owner}'s packages can restore {package}"
+    if action is Action.MANAGE and facts.package_exists:
+        have = role.name.lower() if role else "no"
+        return (
+            f"{actor.name} has {have} access to {package}; changing its visibility or collaborators needs admin, "
+            f"which a package admin can grant with `portside package grant {package} --user {actor.name} --role admin`"
+        )
     if not facts.package_exists:
         if facts.owner_kind == "org":
             return f"{actor.name} is not a member of organization {owner}, so cannot publish packages there"

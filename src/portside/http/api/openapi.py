@@ -159,6 +159,115 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_STRINGS = {"type": "array", "items": STRING}
+
+MANAGE_SCHEMAS: dict[str, Any] = {
+    "Collaborator": {
+        "type": "object",
+        "required": ["type", "name", "role"],
+        "properties": {
+            "type": {"type": "string", "enum": ["user", "team"]},
+            "name": {**STRING, "description": "A user, or a team of the package's organization"},
+            "role": {"type": "string", "enum": ["read", "write", "admin"]},
+        },
+    },
+    "VersionDeletion": {
+        "type": "object",
+        "required": ["deleted", "failed"],
+        "properties": {
+            "deleted": {"type": "array", "items": INTEGER},
+            "failed": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "message"],
+                    "properties": {"id": INTEGER, "message": STRING},
+                },
+            },
+        },
+    },
+    "Token": {
+        "type": "object",
+        "required": ["id", "user", "note", "prefix", "scopes", "only", "expires_at", "created_at"],
+        "properties": {
+            "id": INTEGER,
+            "user": STRING,
+            "note": STRING,
+            "prefix": {**STRING, "description": "The token's first characters, to tell tokens apart"},
+            "scopes": _STRINGS,
+            "only": {"type": ["array", "null"], "items": STRING},
+            "expires_at": _TIME,
+            "last_used_at": _TIME,
+            "revoked_at": _TIME,
+            "created_at": DATE_TIME,
+        },
+    },
+    "NewToken": {
+        "allOf": [
+            _ref("Token"),
+            {
+                "type": "object",
+                "required": ["token"],
+                "properties": {"token": {**STRING, "description": "The secret: shown in this answer only"}},
+            },
+        ]
+    },
+    "User": {
+        "type": "object",
+        "required": ["name", "site_admin", "has_password", "disabled", "created_at"],
+        "properties": {
+            "name": STRING,
+            "site_admin": BOOLEAN,
+            "has_password": BOOLEAN,
+            "disabled": BOOLEAN,
+            "created_at": DATE_TIME,
+        },
+    },
+    "Organization": {
+        "type": "object",
+        "required": ["name", "container_registry", "allowed_visibilities", "created_at", "role"],
+        "properties": {
+            "name": STRING,
+            "container_registry": {**BOOLEAN, "description": "Whether the organization's registry is enabled"},
+            "allowed_visibilities": {
+                "type": "array",
+                "items": {"type": "string", "enum": ["private", "internal", "public"]},
+            },
+            "created_at": DATE_TIME,
+            "role": {"type": ["string", "null"], "enum": ["member", "owner", None], "description": "the caller's"},
+        },
+    },
+    "Member": {
+        "type": "object",
+        "required": ["name", "role"],
+        "properties": {"org": STRING, "name": STRING, "role": {"type": "string", "enum": ["member", "owner"]}},
+    },
+    "Team": {
+        "type": "object",
+        "required": ["org", "name", "members"],
+        "properties": {"org": STRING, "name": STRING, "members": _STRINGS},
+    },
+    "TeamMember": {
+        "type": "object",
+        "required": ["org", "team", "name"],
+        "properties": {"org": STRING, "team": STRING, "name": STRING},
+    },
+    "AuditEvent": {
+        "type": "object",
+        "required": ["at", "actor", "action", "target", "client", "detail"],
+        "properties": {
+            "at": DATE_TIME,
+            "actor": STRING,
+            "action": {**STRING, "description": "e.g. token.create, package.visibility, org.member"},
+            "target": STRING,
+            "client": STRING,
+            "detail": {"type": ["object", "null"]},
+        },
+    },
+}
+SCHEMAS.update(MANAGE_SCHEMAS)
+
 _ERRORS = {
     "400": "Invalid request (a parameter is malformed, or page x per_page > 10000)",
     "401": "Requires authentication, or bad credentials",
@@ -201,6 +310,279 @@ def _param(
         "schema": schema,
         "description": description,
     }
+
+
+_MANAGE_ERRORS = {
+    "400": "Invalid request: the body is not the JSON expected (the message shows it), or a name is invalid",
+    "401": "Requires authentication, or bad credentials",
+    "403": "Forbidden: the message says which role or scope is missing",
+    "404": "Not found (also what a package you may not see looks like)",
+    "409": "Conflict: the name is taken, or the change would leave an organization without an owner",
+}
+
+
+def _manage(
+    summary: str,
+    who: str,
+    ok: dict[str, Any],
+    params: list[dict[str, Any]],
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "description": who,
+        "parameters": params,
+        "responses": {**ok, **{code: _response(text, _ref("BasicError")) for code, text in _MANAGE_ERRORS.items()}},
+        "security": [{"token": []}],
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return operation
+
+
+def _body(required: list[str], **properties: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "additionalProperties": False, "properties": properties}
+
+
+def _array(name: str) -> dict[str, Any]:
+    return {"type": "array", "items": _ref(name)}
+
+
+def manage_paths() -> dict[str, Any]:
+    """/api/v3/portside: what the `portside` command line does (see docs/management-api.md)."""
+    one = [
+        _param("owner", "path", STRING, "a user or an organization"),
+        _param("name", "path", STRING, "the package's name without the owner; nested names as a path (tools/hello)"),
+    ]
+    package = "/portside/packages/{owner}/{name}"
+    org = "/portside/orgs/{org}"
+    org_param = _param("org", "path", STRING)
+    username = _param("username", "path", STRING)
+    token_id = _param("token_id", "path", INTEGER)
+    team = _param("team", "path", STRING, "a team of the package's organization")
+    admin_write = "Package admin; write:packages."
+    role_body = _body(["role"], role={"type": "string", "enum": ["read", "write", "admin"]})
+    collaborator = {
+        "put": _manage(
+            "Give a collaborator a role on a package",
+            admin_write,
+            {
+                "200": _response("Role changed", _ref("Collaborator")),
+                "201": _response("Role given", _ref("Collaborator")),
+            },
+            [],
+            role_body,
+        ),
+        "delete": _manage(
+            "Take a collaborator's role on a package away", admin_write, {"204": _response("Removed")}, []
+        ),
+    }
+    token_body = _body(
+        ["scopes"],
+        note={"type": "string", "maxLength": 255},
+        scopes={
+            "type": "array",
+            "items": {"type": "string", "enum": ["read:packages", "write:packages", "delete:packages"]},
+        },
+        expires={"type": ["string", "null"], "description": "a lifetime such as 30d, 12h, 90m; null never expires"},
+        only={"type": ["array", "null"], "items": STRING, "description": "OWNER/NAME or OWNER/* patterns"},
+    )
+    paths: dict[str, Any] = {
+        package: {
+            "patch": _manage(
+                "Change a package's visibility",
+                admin_write + " The organization's allowed visibilities apply (403 otherwise).",
+                {"200": _response("OK", _ref("Package"))},
+                one,
+                _body(["visibility"], visibility={"type": "string", "enum": ["private", "internal", "public"]}),
+            )
+        },
+        f"{package}/collaborators": {
+            "get": _manage(
+                "List a package's collaborators (explicit grants)",
+                admin_write,
+                {"200": _response("OK", _array("Collaborator"))},
+                one,
+            )
+        },
+        f"{package}/collaborators/users/{{username}}": {
+            method: {**op, "parameters": [*one, username]} for method, op in collaborator.items()
+        },
+        f"{package}/collaborators/teams/{{team}}": {
+            method: {**op, "parameters": [*one, team]} for method, op in collaborator.items()
+        },
+        f"{package}/tags/{{tag}}": {
+            "delete": _manage(
+                "Remove a tag (the version stays)",
+                "Package admin; read:packages and delete:packages.",
+                {"204": _response("Untagged")},
+                [*one, _param("tag", "path", STRING)],
+            )
+        },
+        f"{package}/versions/delete": {
+            "post": _manage(
+                "Delete many versions in one call",
+                "Package admin; read:packages and delete:packages. Each id as DELETE .../versions/{id}.",
+                {"200": _response("Per-id results", _ref("VersionDeletion"))},
+                one,
+                _body(
+                    ["ids"],
+                    ids={"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 100},
+                    force={"type": "boolean", "default": False},
+                ),
+            )
+        },
+        "/portside/user/tokens": {
+            "get": _manage(
+                "List your tokens (never their secrets)", "Any token.", {"200": _response("OK", _array("Token"))}, []
+            ),
+            "post": _manage(
+                "Create a token",
+                "A token creates only tokens within its own scopes and `only` packages.",
+                {"201": _response("Created; the secret is in `token`, shown once", _ref("NewToken"))},
+                [],
+                token_body,
+            ),
+        },
+        "/portside/user/tokens/{token_id}": {
+            "delete": _manage(
+                "Revoke one of your tokens",
+                "The token itself, or a token within the caller's scopes and packages.",
+                {"204": _response("Revoked")},
+                [token_id],
+            )
+        },
+        "/portside/users": {
+            "get": _manage("List users", "Site admin; read:packages.", {"200": _response("OK", _array("User"))}, []),
+            "post": _manage(
+                "Create a user",
+                "Site admin; write:packages.",
+                {"201": _response("Created", _ref("User"))},
+                [],
+                _body(["name"], name=STRING, site_admin={"type": "boolean", "default": False}),
+            ),
+        },
+        "/portside/users/{username}": {
+            "delete": _manage(
+                "Delete a user, its tokens and its packages",
+                "Site admin; write:packages. Not yourself.",
+                {"204": _response("Deleted")},
+                [username],
+            )
+        },
+        "/portside/users/{username}/tokens": {
+            "get": _manage(
+                "List a user's tokens",
+                "Site admin; read:packages.",
+                {"200": _response("OK", _array("Token"))},
+                [username],
+            )
+        },
+        "/portside/users/{username}/tokens/{token_id}": {
+            "delete": _manage(
+                "Revoke a user's token",
+                "Site admin; write:packages.",
+                {"204": _response("Revoked")},
+                [username, token_id],
+            )
+        },
+        "/portside/orgs": {
+            "get": _manage(
+                "List organizations",
+                "Site admins see all, others their own; read:packages.",
+                {"200": _response("OK", _array("Organization"))},
+                [],
+            ),
+            "post": _manage(
+                "Create an organization (you become its owner)",
+                "Anyone signed in; write:packages.",
+                {"201": _response("Created", _ref("Organization"))},
+                [],
+                _body(["name"], name=STRING),
+            ),
+        },
+        org: {
+            "patch": _manage(
+                "Change an organization's settings",
+                "Organization owner or site admin; write:packages.",
+                {"200": _response("OK", _ref("Organization"))},
+                [org_param],
+                _body(
+                    [],
+                    container_registry=BOOLEAN,
+                    allowed_visibilities={
+                        "type": "array",
+                        "items": {"type": "string", "enum": ["private", "internal", "public"]},
+                    },
+                ),
+            )
+        },
+        f"{org}/members": {
+            "get": _manage(
+                "List an organization's members",
+                "Organization member or site admin; read:packages.",
+                {"200": _response("OK", _array("Member"))},
+                [org_param],
+            )
+        },
+        f"{org}/members/{{username}}": {
+            "put": _manage(
+                "Add a member or change a member's role",
+                "Organization owner or site admin; write:packages.",
+                {"200": _response("Role changed", _ref("Member")), "201": _response("Added", _ref("Member"))},
+                [org_param, username],
+                _body([], role={"type": "string", "enum": ["member", "owner"], "default": "member"}),
+            ),
+            "delete": _manage(
+                "Remove a member (and from the organization's teams)",
+                "Organization owner or site admin; write:packages.",
+                {"204": _response("Removed")},
+                [org_param, username],
+            ),
+        },
+        f"{org}/teams": {
+            "get": _manage(
+                "List an organization's teams and their members",
+                "Organization member or site admin; read:packages.",
+                {"200": _response("OK", _array("Team"))},
+                [org_param],
+            ),
+            "post": _manage(
+                "Create a team",
+                "Organization owner or site admin; write:packages.",
+                {"201": _response("Created", _ref("Team"))},
+                [org_param],
+                _body(["name"], name=STRING),
+            ),
+        },
+        f"{org}/teams/{{team}}/members/{{username}}": {
+            "put": _manage(
+                "Add an organization member to a team",
+                "Organization owner or site admin; write:packages.",
+                {
+                    "200": _response("Already a member", _ref("TeamMember")),
+                    "201": _response("Added", _ref("TeamMember")),
+                },
+                [org_param, _param("team", "path", STRING), username],
+            )
+        },
+        "/portside/audit": {
+            "get": _manage(
+                "Read the audit log",
+                "Site admin; read:packages.",
+                {"200": _response("OK", _array("AuditEvent"))},
+                [
+                    _param(
+                        "since",
+                        "query",
+                        STRING,
+                        "2026-01-01T00:00:00Z (UTC when no offset) or a duration back such as 24h, 7d; default 24h",
+                    )
+                ],
+            )
+        },
+    }
+    return paths
 
 
 def document() -> dict[str, Any]:
@@ -269,12 +651,17 @@ def document() -> dict[str, Any]:
                 [*one, version_id],
             )
         }
+    paths.update(manage_paths())
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Portside packages API",
             "version": "1",
-            "description": "GitHub's REST API for container packages, as ghcr.io serves it, under /api/v3.",
+            "description": (
+                "GitHub's REST API for container packages, as ghcr.io serves it, under /api/v3; and under "
+                "/api/v3/portside the management API ghcr.io lacks (tokens, users, organizations, teams, "
+                "package settings, audit log)."
+            ),
         },
         "servers": [{"url": "/api/v3"}],
         "paths": paths,

@@ -1,0 +1,410 @@
+"""Management beyond ghcr.io's API: package settings and collaborators, tokens, users, organizations, audit.
+
+What the `portside` command line does on the database, for a signed-in actor and with its permission
+checks: package permissions through `Access.decide` (the one decision function), account permissions
+(site admin, organization owner or member) here. Changes go through `portside.access.accounts`, which
+records each in the audit log as the command line's are, with the actor's name. Nothing here knows
+about HTTP; refusals are `PackageError`s with the status they mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, delete, select, update
+
+from portside.access import accounts as acc
+from portside.access.audit import AuditEvent, events_since
+from portside.access.policy import SCOPE_FOR, SCOPE_GRANTS, Action, Actor, matches_only, scope_allows
+from portside.access.service import Access
+from portside.metadata.database import Database
+from portside.metadata.schema import repositories, tags
+from portside.packages.service import Conflict, Forbidden, NotFound, PackageError, Packages
+
+T = TypeVar("T")
+MAX_BATCH = 100  # version ids in one batch deletion
+
+
+@dataclass(frozen=True, slots=True)
+class Collaborator:
+    kind: str  # "user" or "team"
+    name: str  # a user name, or a team's name within the package's organization
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    deleted: list[int]
+    failed: list[tuple[int, str]]  # (version id, why)
+
+
+@dataclass(frozen=True, slots=True)
+class OrgInfo:
+    account: acc.Account
+    role: str | None  # the actor's role in it, if a member
+
+
+def _translated(exc: acc.AccessError) -> PackageError:
+    if isinstance(exc, acc.NotFound):
+        return NotFound(str(exc))
+    if isinstance(exc, acc.Conflict):
+        return Conflict(str(exc))
+    return PackageError(str(exc))
+
+
+class Management:
+    def __init__(self, db: Database, access: Access, packages: Packages) -> None:
+        self.db = db
+        self.access = access
+        self.packages = packages
+
+    async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return await self.db.write(fn, *args, **kwargs)
+        except acc.AccessError as exc:
+            raise _translated(exc) from None
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await self.db.read(fn, *args)
+        except acc.AccessError as exc:
+            raise _translated(exc) from None
+
+    # -- who may: packages (the decision function) ---------------------------------------------
+
+    async def _allow(self, actor: Actor, package: str, *actions: Action) -> None:
+        """A package that does not exist, or that the actor may not see, is not found alike."""
+
+        def exists(conn: Connection) -> bool:
+            found = conn.execute(
+                select(repositories.c.id).where(repositories.c.name == package, repositories.c.deleted_at.is_(None))
+            ).first()
+            return found is not None
+
+        if not await self.db.read(exists):
+            raise NotFound(f"package {package} not found")
+        for action in actions:
+            decision = await self.access.decide(actor, package, action)
+            if decision.hidden:
+                raise NotFound(f"package {package} not found")
+            if not decision.allowed:
+                raise Forbidden(decision.reason)
+
+    # -- who may: accounts ---------------------------------------------------------------------
+
+    @staticmethod
+    def _token_allows(actor: Actor, action: Action, what: str) -> None:
+        """Account endpoints: reads need read:packages, changes write:packages, and a token limited
+        to some packages (`only`) manages no accounts."""
+        if not scope_allows(actor, action):
+            raise Forbidden(f"your token lacks the {SCOPE_FOR[action]} scope needed to {what}; create a token with it")
+        if actor.only is not None:
+            raise Forbidden(
+                f"your token is limited to {', '.join(actor.only)}, so it cannot be used to {what}; "
+                "use a token without `only`"
+            )
+
+    def _site_admin(self, actor: Actor, action: Action, what: str) -> None:
+        if not actor.site_admin:
+            raise Forbidden(f"only site admins can {what}")
+        self._token_allows(actor, action, what)
+
+    async def _org_role(self, actor: Actor, org: str) -> str | None:
+        members = await self._read(acc.org_members_of, org)  # also: the organization must exist
+        return dict(members).get(actor.name or "")
+
+    async def _org_owner(self, actor: Actor, org: str, what: str) -> None:
+        role = await self._org_role(actor, org)
+        if role != "owner" and not actor.site_admin:
+            raise Forbidden(f"only owners of {org} and site admins can {what}")
+        self._token_allows(actor, Action.MANAGE, what)
+
+    async def _org_member(self, actor: Actor, org: str, what: str) -> None:
+        role = await self._org_role(actor, org)
+        if role is None and not actor.site_admin:
+            raise Forbidden(f"only members of {org} and site admins can {what}")
+        self._token_allows(actor, Action.PULL, what)
+
+    # -- packages ------------------------------------------------------------------------------
+
+    async def set_visibility(self, actor: Actor, package: str, visibility: str) -> None:
+        await self._allow(actor, package, Action.PULL, Action.MANAGE)
+        try:
+            await self.db.write(acc.set_visibility, package, visibility, actor=actor.name or "-")
+        except acc.NotFound as exc:
+            raise NotFound(str(exc)) from None
+        except acc.AccessError as exc:
+            # The namespace's rules refuse it: internal in a user namespace, or the organization's policy.
+            raise Forbidden(str(exc)) from None
+
+    async def collaborators(self, actor: Actor, package: str) -> list[Collaborator]:
+        await self._allow(actor, package, Action.PULL, Action.MANAGE)
+        grants = await self._read(acc.grants_of, package)
+        # Teams are the owning organization's: named without it, as in the collaborators/teams/{team} path.
+        return [Collaborator(kind, name.rsplit("/", 1)[-1], role) for kind, name, role in grants]
+
+    def _subject(self, package: str, kind: str, name: str) -> dict[str, str]:
+        if kind == "user":
+            return {"user": name}
+        return {"team": f"{package.split('/', 1)[0]}/{name}"}
+
+    async def _check_team_owner(self, package: str, kind: str) -> None:
+        if kind != "team":
+            return
+        owner = await self.packages.owner(package.split("/", 1)[0])
+        if owner.kind != "org":
+            raise PackageError(
+                f"teams can be granted only on organization packages; {package} belongs to the user {owner.login}"
+            )
+
+    async def set_collaborator(self, actor: Actor, package: str, kind: str, name: str, role: str) -> bool:
+        """Give a user or a team of the owning organization a role; True when it had none before."""
+        await self._allow(actor, package, Action.PULL, Action.MANAGE)
+        await self._check_team_owner(package, kind)
+        subject = self._subject(package, kind, name)
+
+        def change(conn: Connection) -> bool:
+            had = (kind, subject[kind]) in {(k, n) for k, n, _ in acc.grants_of(conn, package)}
+            acc.grant(conn, package, role, actor=actor.name or "-", **subject)
+            return not had
+
+        return await self._write(change)
+
+    async def remove_collaborator(self, actor: Actor, package: str, kind: str, name: str) -> None:
+        await self._allow(actor, package, Action.PULL, Action.MANAGE)
+        await self._check_team_owner(package, kind)
+        await self._write(acc.revoke, package, actor=actor.name or "-", **self._subject(package, kind, name))
+
+    async def untag(self, actor: Actor, package: str, tag: str) -> None:
+        """Remove one tag; the version it pointed to stays (untagged, if that was its only tag)."""
+        await self._allow(actor, package, Action.PULL, Action.DELETE)
+
+        def change(conn: Connection) -> None:
+            repository_id = conn.execute(
+                select(repositories.c.id).where(repositories.c.name == package, repositories.c.deleted_at.is_(None))
+            ).scalar()
+            removed = conn.execute(
+                delete(tags).where(tags.c.repository_id == repository_id, tags.c.name == tag)
+            ).rowcount
+            if not removed:
+                raise NotFound(f"tag {tag} not found in {package}")
+            # Workers cache tag lists per tags_version: bump it, as every tag change does.
+            conn.execute(
+                update(repositories)
+                .where(repositories.c.id == repository_id)
+                .values(tags_version=repositories.c.tags_version + 1)
+            )
+
+        await self.db.write(change)
+        await self.access.audit(actor, "package.untag", package, "-", tag=tag)
+
+    async def delete_versions(self, actor: Actor, package: str, ids: list[int], *, force: bool) -> BatchResult:
+        """Delete many versions, each as `Packages.delete_version` does. A version that a live
+        multi-platform index lists is tried again after the others, once that index may be gone."""
+        await self._allow(actor, package, Action.PULL, Action.DELETE)
+        deleted: list[int] = []
+        pending = list(dict.fromkeys(ids))
+        failed: dict[int, PackageError] = {}
+        while pending:
+            retry = []
+            for version_id in pending:
+                try:
+                    await self.packages.delete_version(actor, package, version_id, force=force)
+                except PackageError as exc:
+                    failed[version_id] = exc
+                    if isinstance(exc, Conflict):
+                        retry.append(version_id)
+                else:
+                    failed.pop(version_id, None)
+                    deleted.append(version_id)
+            if len(retry) == len(pending):  # no progress: what is left stays refused
+                break
+            pending = retry
+        order = {version_id: i for i, version_id in enumerate(dict.fromkeys(ids))}
+        return BatchResult(
+            deleted=deleted,
+            failed=[(version_id, failed[version_id].message) for version_id in sorted(failed, key=order.__getitem__)],
+        )
+
+    # -- tokens --------------------------------------------------------------------------------
+
+    async def tokens(self, actor: Actor, user: str | None = None) -> list[acc.TokenInfo]:
+        """The actor's own tokens, or (site admins) another user's. Never their secrets."""
+        if user is not None and user != actor.name:
+            self._site_admin(actor, Action.PULL, f"list {user}'s tokens")
+        return await self._read(acc.list_tokens, user or actor.name or "")
+
+    @staticmethod
+    def _within(actor: Actor, scopes: tuple[str, ...], only: tuple[str, ...] | None) -> str | None:
+        """Why a token with these scopes and packages is beyond the actor's own token, or None."""
+        if actor.scopes is not None:
+            held = set().union(*(SCOPE_GRANTS.get(scope, set()) for scope in actor.scopes))
+            beyond = [scope for scope in scopes if not SCOPE_GRANTS.get(scope, set()) <= held]
+            if beyond:
+                return (
+                    f"your token has the scopes {', '.join(sorted(actor.scopes))} and cannot reach beyond them "
+                    f"to {', '.join(beyond)}"
+                )
+        if actor.only is not None:
+            if only is None:
+                return f"your token is limited to {', '.join(actor.only)} and cannot reach every package"
+            outside = [pattern for pattern in only if not matches_only(actor.only, pattern)]
+            if outside:
+                return f"your token is limited to {', '.join(actor.only)} and cannot reach {', '.join(outside)}"
+        return None
+
+    async def create_token(
+        self,
+        actor: Actor,
+        *,
+        scopes: tuple[str, ...],
+        expires_in: timedelta | None,
+        note: str,
+        only: tuple[str, ...] | None,
+    ) -> tuple[str, acc.TokenInfo]:
+        """A new token for the actor; a token creates only tokens within its own scopes and packages."""
+        beyond = self._within(actor, scopes, only)
+        if beyond is not None:
+            raise Forbidden(f"{beyond}; a token can only create tokens within its own scopes and packages")
+        return await self._write(
+            acc.create_token,
+            actor.name or "",
+            scopes,
+            expires_in=expires_in,
+            note=note,
+            only=only,
+            actor=actor.name or "-",
+        )
+
+    async def revoke_token(self, actor: Actor, token_id: int, user: str | None = None) -> None:
+        """Revoke one of the actor's tokens (one within its own reach: itself, or a narrower one), or
+        (site admins) any of another user's."""
+        owner = user or actor.name or ""
+        if user is not None and user != actor.name:
+            self._site_admin(actor, Action.MANAGE, f"revoke {user}'s tokens")
+            await self._read(acc.get_account, user, "user")
+        try:
+            info: acc.TokenInfo | None = await self.db.read(acc.get_token, token_id)
+        except acc.NotFound:
+            info = None
+        if info is None or info.user != owner:
+            raise NotFound(f"token {token_id} of {owner} not found")
+        if owner == actor.name:
+            beyond = self._within(actor, info.scopes, info.only)
+            if beyond is not None:
+                raise Forbidden(
+                    f"{beyond}; revoke token {token_id} with a token that has its scopes and packages, or with itself"
+                )
+        await self._write(acc.revoke_token, token_id, actor=actor.name or "-")
+
+    # -- users ---------------------------------------------------------------------------------
+
+    async def users(self, actor: Actor) -> list[acc.Account]:
+        self._site_admin(actor, Action.PULL, "list users")
+        return await self._read(acc.list_accounts, "user")
+
+    async def create_user(self, actor: Actor, name: str, *, site_admin: bool) -> acc.Account:
+        self._site_admin(actor, Action.MANAGE, "create users")
+        return await self._write(acc.create_user, name, admin=site_admin, actor=actor.name or "-")
+
+    async def delete_user(self, actor: Actor, name: str) -> None:
+        self._site_admin(actor, Action.MANAGE, "delete users")
+        if name == actor.name:
+            raise Conflict(f"you are signed in as {name}; another site admin can delete this account")
+        await self._write(acc.delete_account, name, "user", actor=actor.name or "-")
+
+    # -- organizations and teams ---------------------------------------------------------------
+
+    async def orgs(self, actor: Actor) -> list[OrgInfo]:
+        """Site admins see every organization; others those they belong to."""
+        self._token_allows(actor, Action.PULL, "list organizations")
+
+        def query(conn: Connection) -> list[OrgInfo]:
+            mine = {account.name: OrgInfo(account, role) for account, role in acc.orgs_of(conn, actor.name or "")}
+            if not actor.site_admin:
+                return list(mine.values())
+            return [mine.get(account.name, OrgInfo(account, None)) for account in acc.list_accounts(conn, "org")]
+
+        return await self._read(query)
+
+    async def create_org(self, actor: Actor, name: str) -> acc.Account:
+        self._token_allows(actor, Action.MANAGE, "create organizations")
+        return await self._write(acc.create_org, name, actor.name or "", actor=actor.name or "-")
+
+    async def set_org(
+        self, actor: Actor, org: str, *, registry_enabled: bool | None, allowed_visibilities: list[str] | None
+    ) -> acc.Account:
+        await self._org_owner(actor, org, f"change the settings of {org}")
+        return await self._write(
+            acc.set_org,
+            org,
+            registry_enabled=registry_enabled,
+            allowed_visibilities=allowed_visibilities,
+            actor=actor.name or "-",
+        )
+
+    async def members(self, actor: Actor, org: str) -> list[tuple[str, str]]:
+        await self._org_member(actor, org, f"see the members of {org}")
+        return await self._read(acc.org_members_of, org)
+
+    @staticmethod
+    def _keeps_an_owner(conn: Connection, org: str, user: str, new_role: str | None) -> dict[str, str]:
+        """The members as they are; refuses to leave the organization without an owner."""
+        members = dict(acc.org_members_of(conn, org))
+        owners = [name for name, role in members.items() if role == "owner"]
+        if owners == [user] and new_role != "owner":
+            raise Conflict(f"{user} is the only owner of {org}; make another member an owner first")
+        return members
+
+    async def set_member(self, actor: Actor, org: str, user: str, role: str) -> bool:
+        """Add a member or change a member's role; True when the user was not a member before."""
+        await self._org_owner(actor, org, f"change the members of {org}")
+
+        def change(conn: Connection) -> bool:
+            before = self._keeps_an_owner(conn, org, user, role)
+            acc.set_org_member(conn, org, user, role, actor=actor.name or "-")
+            return user not in before
+
+        return await self._write(change)
+
+    async def remove_member(self, actor: Actor, org: str, user: str) -> None:
+        await self._org_owner(actor, org, f"change the members of {org}")
+
+        def change(conn: Connection) -> None:
+            self._keeps_an_owner(conn, org, user, None)
+            acc.remove_org_member(conn, org, user, actor=actor.name or "-")
+
+        await self._write(change)
+
+    async def teams(self, actor: Actor, org: str) -> list[tuple[str, list[str]]]:
+        await self._org_member(actor, org, f"see the teams of {org}")
+        return await self._read(acc.teams_of, org)
+
+    async def create_team(self, actor: Actor, org: str, team: str) -> None:
+        await self._org_owner(actor, org, f"create teams in {org}")
+        await self._write(acc.create_team, org, team, actor=actor.name or "-")
+
+    async def add_team_member(self, actor: Actor, org: str, team: str, user: str) -> bool:
+        """Add an organization member to a team; True when the user was not in it before."""
+        await self._org_owner(actor, org, f"change the teams of {org}")
+
+        def change(conn: Connection) -> bool:
+            found = dict(acc.teams_of(conn, org))
+            if team not in found:
+                raise acc.NotFound(f"team {org}/{team} does not exist")
+            acc.get_account(conn, user, "user")
+            if user not in dict(acc.org_members_of(conn, org)):
+                raise acc.Conflict(f"{user} is not a member of {org}; add them to the organization first")
+            acc.add_team_member(conn, org, team, user, actor=actor.name or "-")
+            return user not in found[team]
+
+        return await self._write(change)
+
+    # -- audit ---------------------------------------------------------------------------------
+
+    async def audit(self, actor: Actor, since: datetime) -> list[AuditEvent]:
+        self._site_admin(actor, Action.PULL, "read the audit log")
+        return await self._read(events_since, since)
