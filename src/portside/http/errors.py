@@ -1,4 +1,4 @@
-"""Turning errors into the OCI Distribution spec's JSON error bodies."""
+"""Turning errors into JSON error bodies: the OCI Distribution spec's on /v2, GitHub's on /api."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from portside.http.accesslog import API_VERSION_HEADER
+from portside.http.api import render
 from portside.registry.errors import RegistryError
 
 log = logging.getLogger("portside.errors")
@@ -28,8 +29,18 @@ async def registry_error(_request: Request, exc: Exception) -> Response:
     return error_response(exc.code, exc.message, exc.status, exc.detail, exc.headers)
 
 
+def _github_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if _github_api(request):
+        message = {
+            404: f"Not Found: no such endpoint {request.method} {request.url.path}; see /api/docs",
+            405: f"{request.method} is not supported on {request.url.path}; see /api/docs",
+        }.get(exc.status_code, str(exc.detail))
+        return JSONResponse(render.error(message), status_code=exc.status_code, headers=exc.headers)
     if exc.status_code == 404:
         return error_response("UNSUPPORTED", f"no such endpoint: {request.method} {request.url.path}", 404)
     if exc.status_code == 405:
@@ -42,6 +53,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
     # Starlette answers unhandled errors outside every middleware, so this answer gets the header here.
+    if _github_api(request):
+        return JSONResponse(render.error("internal error; the server log has the details"), status_code=500)
     name, value = API_VERSION_HEADER
     return error_response(
         "UNKNOWN", "internal error; the server log has the details", 500, headers={name.decode(): value.decode()}

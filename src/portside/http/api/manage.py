@@ -65,7 +65,7 @@ class ManageApi:
         ]
 
     async def _actor(self, request: Request) -> Actor:
-        return await self.api._actor(request)
+        return await self.api.authenticate(request)
 
     async def _package(self, request: Request) -> tuple[Actor, str]:
         actor = await self._actor(request)

@@ -273,6 +273,7 @@ _ERRORS = {
     "401": "Requires authentication, or bad credentials",
     "403": "Forbidden: the token lacks a scope or the user a role",
     "404": "Not found (also what a package you may not see looks like)",
+    "429": "Too many failed sign-in attempts from this address; retry after Retry-After seconds",
 }
 
 
@@ -318,6 +319,7 @@ _MANAGE_ERRORS = {
     "403": "Forbidden: the message says which role or scope is missing",
     "404": "Not found (also what a package you may not see looks like)",
     "409": "Conflict: the name is taken, or the change would leave an organization without an owner",
+    "429": _ERRORS["429"],
 }
 
 

@@ -73,7 +73,8 @@ class PackagesApi:
 
     # -- who and whose -------------------------------------------------------------------------
 
-    async def _actor(self, request: Request) -> Actor:
+    async def authenticate(self, request: Request) -> Actor:
+        """The actor behind a request's personal access token; 401 without one."""
         header = request.headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
         scheme, value = scheme.lower(), value.strip()
@@ -100,7 +101,7 @@ class PackagesApi:
         return await self.packages.owner(actor.name or "", "user")
 
     async def _target(self, request: Request) -> tuple[Actor, str]:
-        actor = await self._actor(request)
+        actor = await self.authenticate(request)
         if request.path_params["package_type"] != "container":
             raise ApiError(
                 404, f"this registry holds container packages only, not {request.path_params['package_type']}"
@@ -111,7 +112,7 @@ class PackagesApi:
     # -- packages ------------------------------------------------------------------------------
 
     async def list_packages(self, request: Request) -> Response:
-        actor = await self._actor(request)
+        actor = await self.authenticate(request)
         query = request.query_params
         package_type = query.get("package_type")
         if not package_type:
