@@ -112,6 +112,9 @@ def fill_repos(client: Client, source: str, layer: str, start: int, end: int) ->
 
 
 def load(url: str, path: str, token: str, method: str = "GET", seconds: int = 10) -> tuple[float, str, str]:
+    """Requests per second, p50 and p99 under 32 connections: wrk, or hey for HEAD (wrk waits for a body)."""
+    if method == "HEAD":
+        return _hey(url + path, token, seconds)
     script = f'wrk.method = "{method}"\nwrk.headers["Authorization"] = "Bearer {token}"\n'
     script += f'wrk.headers["Accept"] = "{OCI_MANIFEST}"\n'
     with open("/tmp/growth-wrk.lua", "w") as f:
@@ -128,6 +131,22 @@ def load(url: str, path: str, token: str, method: str = "GET", seconds: int = 10
     p50 = re.search(r"50%\s+(\S+)", out)[1]
     p99 = re.search(r"99%\s+(\S+)", out)[1]
     return rate, p50, p99
+
+
+def _hey(url: str, token: str, seconds: int) -> tuple[float, str, str]:
+    out = subprocess.run(
+        ["hey", "-z", f"{seconds}s", "-c", "32", "-m", "HEAD", "-H", f"Authorization: Bearer {token}", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    codes = re.findall(r"\[(\d{3})\]\s+\d+ responses", out)
+    if codes != ["200"]:
+        sys.exit(f"HEAD {url}: answers other than 200 under load:\n{out}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
+    p50 = float(re.search(r"50%+ in ([\d.]+) secs", out)[1]) * 1000
+    p99 = float(re.search(r"99%+ in ([\d.]+) secs", out)[1]) * 1000
+    return rate, f"{p50:.2f}ms", f"{p99:.2f}ms"
 
 
 def main() -> None:

@@ -176,8 +176,9 @@ def test_githubkit_organization_and_user_calls_and_their_refusals(site: Site) ->
     package = f"kitorg/{name}"
     digest = site.push(package, "v1", "svc-1")
     site.push(package, "v2", "svc-2")
-    owner = site.githubkit("kit").rest.packages
-    member = site.githubkit("member").rest.packages
+    # githubkit's namespaces live only as long as their client: keep the clients.
+    kit, someone = site.githubkit("kit"), site.githubkit("member")
+    owner, member = kit.rest.packages, someone.rest.packages
 
     listed = owner.list_packages_for_organization("kitorg", package_type="container").parsed_data
     assert name in {p.name for p in listed}
@@ -202,7 +203,8 @@ def test_githubkit_organization_and_user_calls_and_their_refusals(site: Site) ->
     assert refused.response.status_code == 403
     assert failed(member.delete_package_for_org, "container", name, "kitorg").response.status_code == 403
     # A token with read:packages alone cannot delete either, even the owner's.
-    reader = site.githubkit("kit:read").rest.packages
+    read_only = site.githubkit("kit:read")
+    reader = read_only.rest.packages
     refused = failed(reader.delete_package_version_for_org, "container", name, "kitorg", target.id)
     assert refused.response.status_code == 403 and "delete:packages" in refused.response.json()["message"]
     assert site.pull(package, digest).status_code == 200
@@ -220,7 +222,7 @@ def test_githubkit_organization_and_user_calls_and_their_refusals(site: Site) ->
     # The /users/{username} forms, as somebody else than the owner would use them.
     mine = f"mine-{uuid.uuid4().hex[:6]}"
     first = site.push(f"kit/{mine}", "v1", "mine")
-    users = site.githubkit("kit").rest.packages
+    users = kit.rest.packages
     assert mine in {p.name for p in users.list_packages_for_user("kit", package_type="container").parsed_data}
     mine_owner = users.get_package_for_user("container", mine, "kit").parsed_data.owner
     assert mine_owner is not None and mine_owner.type == "User"
@@ -290,10 +292,14 @@ def test_pygithub_lists_pages_deletes_and_restores_versions(site: Site) -> None:
     finally:
         g.close()
 
+
+def test_pygithub_recognises_bad_credentials(site: Site) -> None:
+    """PyGithub raises BadCredentialsException only for GitHub's exact message, "Bad credentials"."""
     stranger = github.Github(auth=github.Auth.Token("ghp_not_a_real_token"), base_url=f"{site.server.url}/api/v3")
     try:
-        with pytest.raises(github.BadCredentialsException):
+        with pytest.raises(github.BadCredentialsException) as caught:
             stranger.requester.requestJsonAndCheck("GET", "/user/packages", parameters={"package_type": "container"})
+        assert caught.value.status == 401
     finally:
         stranger.close()
 
@@ -302,40 +308,48 @@ def test_pygithub_lists_pages_deletes_and_restores_versions(site: Site) -> None:
 
 
 def test_docker_pull_by_digest_fails_after_an_api_delete_and_works_after_restore(
-    registry: Server, dockerd: Dockerd, scratch_context: Path
+    registry: Server, dockerd: Dockerd, tmp_path: Path
 ) -> None:
     name = f"gh-docker-{uuid.uuid4().hex[:8]}"
     image = f"{registry.host}/e2e/{name}"
-    docker(dockerd, "build", "-t", f"{image}:v1", scratch_context)
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "hello.txt").write_text(f"hello from {name}\n", encoding="utf-8")
+    (context / "Dockerfile").write_text(
+        "FROM scratch\nCOPY hello.txt /hello.txt\n"
+        'LABEL org.opencontainers.image.description="built by docker" org.opencontainers.image.licenses=MIT\n',
+        encoding="utf-8",
+    )
+    docker(dockerd, "build", "-t", f"{image}:v1", context)
     digest = push(dockerd, f"{image}:v1")
     docker(dockerd, "rmi", f"{image}:v1")
 
     _, token = registry.admin
-    api = httpx.Client(
-        base_url=f"{registry.url}/api/v3/users/e2e/packages/container/{name}",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=60,
-    )
+    package = f"/api/v3/users/e2e/packages/container/{name}"
+    api = httpx.Client(base_url=registry.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
     with api:
-        (version,) = [v for v in api.get("/versions").json() if v["name"] == digest]
+        (version,) = [v for v in api.get(f"{package}/versions").json() if v["name"] == digest]
         assert version["metadata"]["container"]["tags"] == ["v1"]
-        assert api.delete(f"/versions/{version['id']}").status_code == 204
+        # The labels of the Dockerfile, read from the config docker pushed (Docker schema2).
+        assert (version["description"], version["license"]) == ("built by docker", "MIT")
+        assert version["portside"]["platform"] == "linux/amd64"
+        assert api.delete(f"{package}/versions/{version['id']}").status_code == 204
 
         failure = run_failing(["docker", "pull", f"{image}@{digest}"], env=dockerd.env)
         assert re.search(r"manifest unknown|not found", failure.stderr, re.IGNORECASE), failure.describe()
         run_failing(["docker", "pull", f"{image}:v1"], env=dockerd.env)
 
-        assert api.post(f"/versions/{version['id']}/restore").status_code == 204
+        assert api.post(f"{package}/versions/{version['id']}/restore").status_code == 204
         docker(dockerd, "pull", f"{image}@{digest}")
         docker(dockerd, "rmi", f"{image}@{digest}")
         docker(dockerd, "pull", f"{image}:v1")
         docker(dockerd, "rmi", f"{image}:v1")
 
         # The whole package, the same way round.
-        assert api.delete("").status_code == 204
+        assert api.delete(package).status_code == 204
         failure = run_failing(["docker", "pull", f"{image}:v1"], env=dockerd.env)
         assert re.search(r"not found|name unknown|does not exist", failure.stderr, re.IGNORECASE), failure.describe()
-        assert api.post("/restore").status_code == 204
+        assert api.post(f"{package}/restore").status_code == 204
         pulled = docker(dockerd, "pull", f"{image}:v1")
         assert digest in pulled.stdout
         docker(dockerd, "rmi", f"{image}:v1")

@@ -36,12 +36,12 @@ from sqlalchemy import Connection
 from portside.access import accounts
 from tests.http.helpers import OCI_INDEX, OCI_MANIFEST, descriptor, oci_image, push_manifest
 from tests.support.blobs import digest_of, push_image
+from tests.support.github import assert_github_error as error
 from tests.support.server import Server, running_server
 
 P = "/api/v3/portside"
 USERS = ("olga", "mike", "tina", "pete", "rita", "oscar")
 SCOPES = {"all": "read:packages,write:packages,delete:packages", "read": "read:packages"}
-DOCS = "https://docs.github.com/rest/packages/packages"
 
 
 def uid() -> str:
@@ -159,18 +159,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             db.close()
         with httpx.Client(base_url=server.url, timeout=60, event_hooks={"response": [_no_server_error]}) as http:
             yield World(server, tokens, http)
-
-
-def error(response: httpx.Response, status: int, *mentions: str) -> str:
-    """The response is GitHub's error body with `status`, and its message names every one of `mentions`."""
-    assert response.status_code == status, f"{response.status_code} {response.text}"
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"message", "documentation_url"}, body
-    assert body["documentation_url"] == DOCS
-    for mention in mentions:
-        assert mention in body["message"], body["message"]
-    return str(body["message"])
 
 
 # Every operation, with a body that would be valid; used for the authentication checks.

@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy import Connection, and_, delete, func, select, update
 
-from portside.access.policy import Action, Actor
+from portside.access.policy import Action, Actor, scope_allows
 from portside.access.service import Access
 from portside.access.visibility import readable
 from portside.clock import now
@@ -157,6 +157,8 @@ class Packages:
             await self._allow(actor, f"{owner.login}/*", Action.RESTORE)
             condition = and_(repositories.c.owner_id == owner.id, repositories.c.deleted_at.is_not(None))
         else:
+            if not scope_allows(actor, Action.PULL):
+                raise Forbidden("your token lacks the read:packages scope needed to list packages; create one with it")
             condition = and_(repositories.c.owner_id == owner.id, repositories.c.deleted_at.is_(None), readable(actor))
         if visibility:
             condition = and_(condition, repositories.c.visibility == visibility)
@@ -189,25 +191,31 @@ class Packages:
         await self.db.write(change)
         await self.access.audit(actor, "package.delete", package, "-")
 
-    async def restore(self, actor: Actor, package: str) -> None:
+    async def restore(self, actor: Actor, package: str, package_id: int | None = None) -> None:
+        """Restore a deleted package; `package_id` picks one when several deleted ones had the name."""
         await self._allow(actor, package, Action.RESTORE)
 
         def change(conn: Connection) -> None:
-            row = conn.execute(
-                select(repositories.c.id)
+            candidates = conn.execute(
+                select(repositories.c.id, repositories.c.deleted_at)
                 .where(repositories.c.name.like(f"{_escape(package)}@%", escape="\\"))
                 .where(repositories.c.deleted_at.is_not(None))
-                .order_by(repositories.c.deleted_at.desc())
-                .limit(1)
-            ).first()
-            if row is None:
-                raise NotFound(f"no deleted package {package} to restore (it may have been purged)")
+                .order_by(repositories.c.deleted_at)
+            ).all()
+            if package_id is not None:
+                candidates = [row for row in candidates if row.id == package_id]
+            if not candidates:
+                raise NotFound(f"package {package} not found among deleted packages (it may have been purged)")
+            if len(candidates) > 1:
+                listed = ", ".join(f"id {row.id} (deleted {row.deleted_at:%Y-%m-%d %H:%M})" for row in candidates)
+                raise Conflict(f"{len(candidates)} deleted packages were named {package}: {listed}; repeat with ?id=ID")
+            chosen = candidates[0].id
             if conn.execute(select(repositories.c.id).where(repositories.c.name == package)).first() is not None:
                 raise Conflict(
-                    f"a new package {package} was pushed after the old one was deleted; delete the new "
-                    "package first, then restore the old one"
+                    f"a new package {package} was pushed after this one was deleted; delete the new package "
+                    f"first, then restore this one (id {chosen}) with POST .../restore?id={chosen}"
                 )
-            conn.execute(update(repositories).where(repositories.c.id == row.id).values(name=package, deleted_at=None))
+            conn.execute(update(repositories).where(repositories.c.id == chosen).values(name=package, deleted_at=None))
 
         await self.db.write(change)
         await self.access.audit(actor, "package.restore", package, "-")

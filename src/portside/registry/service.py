@@ -112,8 +112,11 @@ class Registry:
             .order_by(tags.c.name)
         )
         self._all_tags = db.query(tag_names)
-        self._tags_version = db.query(select(repositories.c.tags_version).where(repositories.c.name == name))
-        self._tag_pages: dict[tuple[str, int, int | None, str | None], Page] = {}
+        self._tags_version = db.query(
+            select(repositories.c.id, repositories.c.tags_version).where(repositories.c.name == name)
+        )
+        # Keyed by repository id: a name deleted and pushed again is a new repository.
+        self._tag_pages: dict[tuple[int, int, int | None, str | None], Page] = {}
         self._downloads: Counter[tuple[str, str]] = Counter()  # (repository, digest): pulls not yet written
         self._tags_page = db.query(tag_names.limit(bindparam("limit")))
         self._blob_size = db.query(
@@ -474,7 +477,7 @@ class Registry:
         row = await self.db.fetch_one(self._tags_version, name=name)
         if row is None:
             raise NameUnknown(f"repository {name} is not known to this registry", detail={"name": name})
-        key = (name, row[0], n, last)
+        key = (row[0], row[1], n, last)
         page = self._tag_pages.get(key)
         if page is None:
             page = await self._read_tags(name, n, last)

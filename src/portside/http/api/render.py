@@ -114,5 +114,8 @@ def version(base: str, info: PackageInfo, v: VersionInfo) -> dict[str, object]:
     return body
 
 
-def error(message: str) -> dict[str, str]:
-    return {"message": message, "documentation_url": DOCS}
+def error(message: str, reason: str | None = None) -> dict[str, str]:
+    body = {"message": message, "documentation_url": DOCS}
+    if reason:
+        body["portside_reason"] = reason
+    return body

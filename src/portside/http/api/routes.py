@@ -27,10 +27,13 @@ VISIBILITIES = ("private", "public", "internal")
 
 
 class ApiError(PackageError):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, headers: dict[str, str] | None = None, *, reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.headers = headers or {}
+        self.reason = reason  # what to do, when the message itself must be GitHub's exact words
 
 
 def _answer(handler: Handler) -> Handler:
@@ -40,8 +43,11 @@ def _answer(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except PackageError as exc:
-            headers = getattr(exc, "headers", None)
-            return JSONResponse(render.error(exc.message), status_code=exc.status, headers=headers)
+            message = exc.message
+            if exc.status == 404 and "not found" not in message.lower():
+                message = f"Not Found: {message}"  # clients look for these words (PyGithub's UnknownObjectException)
+            body = render.error(message, getattr(exc, "reason", None))
+            return JSONResponse(body, status_code=exc.status, headers=getattr(exc, "headers", None))
 
     return wrapped
 
@@ -87,7 +93,8 @@ class PackagesApi:
             else:
                 raise ApiError(401, "Requires authentication: send a personal access token as `Bearer <token>`")
         except AuthenticationFailed as exc:
-            raise ApiError(401, f"Bad credentials: {exc}") from None
+            # Clients match GitHub's exact message (PyGithub raises BadCredentialsException on it).
+            raise ApiError(401, "Bad credentials", reason=str(exc)) from None
         except RateLimited as exc:
             raise ApiError(429, str(exc), {"Retry-After": str(exc.retry_after)}) from None
         return authenticated.actor
@@ -141,7 +148,10 @@ class PackagesApi:
 
     async def restore(self, request: Request) -> Response:
         actor, name = await self._target(request)
-        await self.packages.restore(actor, name)
+        chosen = request.query_params.get("id")
+        if chosen is not None and not (chosen.isascii() and chosen.isdigit()):
+            raise ApiError(400, f"Invalid request: id must be a package id (a number), not {chosen!r}")
+        await self.packages.restore(actor, name, int(chosen) if chosen is not None else None)
         return Response(status_code=204)
 
     # -- versions ------------------------------------------------------------------------------
@@ -157,7 +167,7 @@ class PackagesApi:
 
     async def version(self, request: Request) -> Response:
         actor, name = await self._target(request)
-        version_id = request.path_params["version_id"]
+        version_id = _version_id(request)
         if request.method == "DELETE":
             force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
             await self.packages.delete_version(actor, name, version_id, force=force)
@@ -168,11 +178,18 @@ class PackagesApi:
 
     async def restore_version(self, request: Request) -> Response:
         actor, name = await self._target(request)
-        kept = await self.packages.restore_version(actor, name, request.path_params["version_id"])
+        kept = await self.packages.restore_version(actor, name, _version_id(request))
         # GitHub answers 204 with no body; the tags that had moved to another version meanwhile
         # stay there, and this header names them.
         headers = {"Portside-Tags-Not-Restored": ", ".join(kept)} if kept else None
         return Response(status_code=204, headers=headers)
+
+
+def _version_id(request: Request) -> int:
+    version_id = request.path_params["version_id"]
+    if version_id > 2**63 - 1:  # larger than any id the database can hold
+        raise ApiError(404, f"Not Found: no version {version_id}")
+    return int(version_id)
 
 
 def _state(request: Request) -> bool:
