@@ -56,7 +56,6 @@ repositories = Table(
     Column("licenses", String(256)),
     Column("updated_at", DateTime(timezone=True)),
     Index("ix_repositories_owner_id", "owner_id"),
-    Index("ix_repositories_deleted_at", "deleted_at"),
 )
 
 blobs = Table(

@@ -20,7 +20,6 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("source_url", sa.String(2048), nullable=True))
         batch_op.add_column(sa.Column("licenses", sa.String(256), nullable=True))
         batch_op.add_column(sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True))
-        batch_op.create_index("ix_repositories_deleted_at", ["deleted_at"])
     with op.batch_alter_table("manifests", schema=None) as batch_op:
         batch_op.add_column(sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("deleted_tags", sa.Text(), nullable=True))
@@ -39,6 +38,5 @@ def downgrade() -> None:
         batch_op.drop_column("deleted_tags")
         batch_op.drop_column("deleted_at")
     with op.batch_alter_table("repositories", schema=None) as batch_op:
-        batch_op.drop_index("ix_repositories_deleted_at")
         for column in ("updated_at", "licenses", "source_url", "description", "deleted_at"):
             batch_op.drop_column(column)
