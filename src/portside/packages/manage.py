@@ -86,12 +86,7 @@ class Management:
 
         if not await self.db.read(exists):
             raise NotFound(f"package {package} not found")
-        for action in actions:
-            decision = await self.access.decide(actor, package, action)
-            if decision.hidden:
-                raise NotFound(f"package {package} not found")
-            if not decision.allowed:
-                raise Forbidden(decision.reason)
+        await self.packages.allow(actor, package, *actions)
 
     # -- who may: accounts ---------------------------------------------------------------------
 

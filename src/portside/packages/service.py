@@ -124,7 +124,8 @@ class Packages:
 
     # -- authorisation -------------------------------------------------------------------------
 
-    async def _allow(self, actor: Actor, package: str, *actions: Action) -> None:
+    async def allow(self, actor: Actor, package: str, *actions: Action) -> None:
+        """Every action allowed by the decision function, or the refusal: 404 when hidden, else 403."""
         for action in actions:
             decision = await self.access.decide(actor, package, action)
             if decision.hidden:
@@ -154,7 +155,7 @@ class Packages:
         offset, limit = window(page, per_page)
         if deleted:
             # Deleted packages: only to those who may restore them.
-            await self._allow(actor, f"{owner.login}/*", Action.RESTORE)
+            await self.allow(actor, f"{owner.login}/*", Action.RESTORE)
             condition = and_(repositories.c.owner_id == owner.id, repositories.c.deleted_at.is_not(None))
         else:
             if not scope_allows(actor, Action.PULL):
@@ -173,12 +174,12 @@ class Packages:
         return await self.db.read(query)
 
     async def get(self, actor: Actor, package: str) -> PackageInfo:
-        await self._allow(actor, package, Action.PULL)
+        await self.allow(actor, package, Action.PULL)
         owner = await self.owner(package.split("/", 1)[0])
         return await self.db.read(lambda conn: _package(conn, _live_id(conn, package), owner))
 
     async def delete(self, actor: Actor, package: str) -> None:
-        await self._allow(actor, package, Action.PULL, Action.DELETE)
+        await self.allow(actor, package, Action.PULL, Action.DELETE)
 
         def change(conn: Connection) -> None:
             repository_id = _live_id(conn, package)
@@ -193,7 +194,7 @@ class Packages:
 
     async def restore(self, actor: Actor, package: str, package_id: int | None = None) -> None:
         """Restore a deleted package; `package_id` picks one when several deleted ones had the name."""
-        await self._allow(actor, package, Action.RESTORE)
+        await self.allow(actor, package, Action.RESTORE)
 
         def change(conn: Connection) -> None:
             candidates = conn.execute(
@@ -225,7 +226,7 @@ class Packages:
     async def versions(
         self, actor: Actor, package: str, *, deleted: bool, page: int, per_page: int
     ) -> Page[VersionInfo]:
-        await self._allow(actor, package, *((Action.PULL, Action.RESTORE) if deleted else (Action.PULL,)))
+        await self.allow(actor, package, *((Action.PULL, Action.RESTORE) if deleted else (Action.PULL,)))
         offset, limit = window(page, per_page)
 
         def query(conn: Connection) -> Page[VersionInfo]:
@@ -245,11 +246,11 @@ class Packages:
         return await self.db.read(query)
 
     async def version(self, actor: Actor, package: str, version_id: int) -> VersionInfo:
-        await self._allow(actor, package, Action.PULL)
+        await self.allow(actor, package, Action.PULL)
         return await self.db.read(lambda conn: _version(conn, _live_id(conn, package), version_id))
 
     async def delete_version(self, actor: Actor, package: str, version_id: int, *, force: bool) -> None:
-        await self._allow(actor, package, Action.PULL, Action.DELETE)
+        await self.allow(actor, package, Action.PULL, Action.DELETE)
 
         def change(conn: Connection) -> None:
             repository_id = _live_id(conn, package)
@@ -269,7 +270,7 @@ class Packages:
 
     async def restore_version(self, actor: Actor, package: str, version_id: int) -> list[str]:
         """Restore a version and the tags it had; returns the tags that had moved and stay where they are."""
-        await self._allow(actor, package, Action.RESTORE)
+        await self.allow(actor, package, Action.RESTORE)
 
         def change(conn: Connection) -> list[str]:
             repository_id = _live_id(conn, package)
