@@ -96,3 +96,20 @@ def test_write_sync_takes_the_same_lock(tmp_path: Path) -> None:
         assert _digests(db) == {"s"}
     finally:
         db.close()
+
+
+def test_a_writer_that_cannot_take_the_lock_fails_its_callers_instead_of_hanging(tmp_path: Path) -> None:
+    db = _database(tmp_path / "locked.db")
+    db.close()
+    (tmp_path / "locked.db-writer.lock").mkdir()  # the lock file cannot be opened
+    db = _database(tmp_path / "locked.db")
+
+    async def attempt() -> None:
+        with pytest.raises(IsADirectoryError):
+            await asyncio.wait_for(asyncio.gather(db.write(_insert, "a"), db.write(_insert, "b")), timeout=10)
+
+    try:
+        asyncio.run(attempt())
+        assert _digests(db) == set()
+    finally:
+        db.close()

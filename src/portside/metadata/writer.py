@@ -66,6 +66,14 @@ class SqliteWriter:
                     self._commit(batch)
                 finally:
                     fcntl.flock(self._fd(), fcntl.LOCK_UN)
+        except BaseException as error:
+            # The lock could not be taken, or the loop is shutting down: no caller may wait forever.
+            failure = error if isinstance(error, Exception) else RuntimeError("the database writer stopped")
+            for job in self._pending:
+                if not job.future.done():
+                    job.future.set_exception(failure)
+            self._pending = []
+            raise
         finally:
             self._leader = None
 
