@@ -585,6 +585,24 @@ def test_a_token_creates_no_token_beyond_its_own_scopes_and_packages(world: Worl
     )
 
 
+def test_a_token_creates_no_token_that_outlives_it(world: World) -> None:
+    path = f"{P}/user/tokens"
+    expiring = "read:packages|expires-in-2d"
+    world.tokens["mike", expiring] = world.db(
+        lambda conn: accounts.create_token(conn, "mike", ("read:packages",), expires_in=accounts.parse_duration("2d"))[
+            0
+        ]
+    )
+    error(world.call("POST", path, "mike", expiring, json={"scopes": ["read:packages"]}), 403, "outlives it")
+    error(
+        world.call("POST", path, "mike", expiring, json={"scopes": ["read:packages"], "expires": "30d"}),
+        403,
+        "cannot create one that outlives it",
+    )
+    shorter = world.call("POST", path, "mike", expiring, json={"scopes": ["read:packages"], "expires": "1d"})
+    assert shorter.status_code == 201, shorter.text
+
+
 def test_revoking_tokens(world: World) -> None:
     name = f"acme/revoke-{uid()}"
     world.package(name, "v1")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from datetime import datetime
 from enum import IntEnum, StrEnum
 
 
@@ -79,6 +80,7 @@ class Actor:
     site_admin: bool = False
     scopes: frozenset[str] | None = None
     only: tuple[str, ...] | None = None
+    token_expires_at: datetime | None = None  # when the token this actor signed in with expires
 
     @property
     def anonymous(self) -> bool:

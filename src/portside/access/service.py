@@ -306,6 +306,7 @@ def _token_actor(name: str, user_id: int, site_admin: bool, row: object) -> Acto
         site_admin=site_admin,
         scopes=frozenset(row.scopes.split(",")),  # type: ignore[attr-defined]
         only=tuple(json.loads(only)) if only else None,
+        token_expires_at=row.expires_at,  # type: ignore[attr-defined]
     )
 
 

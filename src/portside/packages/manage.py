@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, delete, select, update
@@ -20,6 +20,7 @@ from portside.access import accounts as acc
 from portside.access.audit import AuditEvent, events_since
 from portside.access.policy import SCOPE_FOR, SCOPE_GRANTS, Action, Actor, matches_only, scope_allows
 from portside.access.service import Access
+from portside.clock import now
 from portside.metadata.database import Database
 from portside.metadata.schema import repositories, tags
 from portside.packages.service import Conflict, Forbidden, NotFound, PackageError, Packages
@@ -45,6 +46,10 @@ class BatchResult:
 class OrgInfo:
     account: acc.Account
     role: str | None  # the actor's role in it, if a member
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _translated(exc: acc.AccessError) -> PackageError:
@@ -264,6 +269,13 @@ class Management:
         beyond = self._within(actor, scopes, only)
         if beyond is not None:
             raise Forbidden(f"{beyond}; a token can only create tokens within its own scopes and packages")
+        if actor.token_expires_at is not None:
+            limit = _aware(actor.token_expires_at)
+            if expires_in is None or now() + expires_in > limit:
+                raise Forbidden(
+                    f"your token expires at {limit:%Y-%m-%d %H:%M} UTC and cannot create one that outlives it; "
+                    "ask for a shorter expiry"
+                )
         return await self._write(
             acc.create_token,
             actor.name or "",
