@@ -28,6 +28,7 @@ from portside.http.base_url import BaseUrl
 from portside.http.distribution.routes import Distribution
 from portside.http.errors import http_error, registry_error, unexpected_error
 from portside.http.token.routes import TokenService
+from portside.http.web.routes import Web
 from portside.logs import configure_logging
 from portside.metadata.database import Database, make_engine
 from portside.packages.manage import Management
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     packages = Packages(db, access, restore_days=settings.restore_days)
     packages_api = PackagesApi(packages, access, base_url)
     manage_api = ManageApi(packages_api, Management(db, access, packages))
+    web = Web(packages, packages_api, base_url)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -92,6 +94,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *manage_api.routes(),
             Route("/api/v3/openapi.json", openapi_json, methods=["GET"]),
             Route("/api/docs", docs_page, methods=["GET"]),
+            # The browser's pages last: none of their paths overlaps /v2, /token, /api or /healthz.
+            *web.routes(),
         ],
         middleware=[Middleware(AccessLog, json_format=settings.log_format == "json")],
         exception_handlers={

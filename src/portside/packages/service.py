@@ -149,6 +149,52 @@ class Packages:
             raise NotFound(f"{'organization' if kind == 'org' else 'user'} {login} not found")
         return found
 
+    async def public_owners(self, limit: int) -> list[Owner]:
+        """Accounts that have public packages, by name (the signed-out home page)."""
+
+        def query(conn: Connection) -> list[Owner]:
+            public = select(repositories.c.owner_id).where(
+                repositories.c.visibility == "public", repositories.c.deleted_at.is_(None)
+            )
+            rows = conn.execute(
+                select(accounts.c.id, accounts.c.name, accounts.c.kind, accounts.c.is_site_admin)
+                .where(accounts.c.id.in_(public))
+                .order_by(accounts.c.name)
+                .limit(limit)
+            ).all()
+            return [Owner(*row) for row in rows]
+
+        return await self.db.read(query)
+
+    async def has_tag(self, actor: Actor, package: str, tag: str) -> bool:
+        await self.allow(actor, package, Action.PULL)
+
+        def query(conn: Connection) -> bool:
+            stmt = (
+                select(tags.c.name)
+                .select_from(tags.join(repositories, repositories.c.id == tags.c.repository_id))
+                .where(repositories.c.name == package, tags.c.name == tag)
+            )
+            return conn.execute(stmt).first() is not None
+
+        return await self.db.read(query)
+
+    async def payload(self, actor: Actor, package: str, version_id: int) -> bytes:
+        """A version's manifest as stored."""
+        await self.allow(actor, package, Action.PULL)
+
+        def query(conn: Connection) -> bytes:
+            raw = conn.execute(
+                select(manifests.c.payload).where(
+                    manifests.c.id == version_id, manifests.c.repository_id == _live_id(conn, package)
+                )
+            ).scalar()
+            if raw is None:
+                raise NotFound(f"version {version_id} not found")
+            return bytes(raw)
+
+        return await self.db.read(query)
+
     async def list(
         self, actor: Actor, owner: Owner, *, visibility: str | None, deleted: bool, page: int, per_page: int
     ) -> Page[PackageInfo]:
