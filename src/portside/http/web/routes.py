@@ -287,23 +287,15 @@ class Web:
         deleted = state == "deleted"
         page = _page_number(request)
         try:
-            if not wanted:
-                found = await self.packages.versions(
-                    actor, info.full_name, deleted=deleted, page=page, per_page=PER_PAGE
-                )
-                items, total = found.items, found.total
-            else:  # the service pages all versions: scan them and keep the tagged (or untagged) ones
-                matches: list[VersionInfo] = []
-                scan = 1
-                while True:
-                    chunk = await self.packages.versions(
-                        actor, info.full_name, deleted=deleted, page=scan, per_page=SCAN
-                    )
-                    matches += [v for v in chunk.items if bool(v.tags) == (wanted == "tagged")]
-                    if scan * SCAN >= min(chunk.total, MAX_WINDOW):
-                        break
-                    scan += 1
-                items, total = matches[(page - 1) * PER_PAGE : page * PER_PAGE], len(matches)
+            found = await self.packages.versions(
+                actor,
+                info.full_name,
+                deleted=deleted,
+                page=page,
+                per_page=PER_PAGE,
+                tagged=None if not wanted else wanted == "tagged",
+            )
+            items, total = found.items, found.total
         except (NotFound, Forbidden):  # deleted versions: only for those who may restore them
             raise _not_found(f"The deleted versions of {info.full_name}") from None
         return self.render(

@@ -1,0 +1,74 @@
+"""Time the package pages of a package with 1,000 versions (issue 6's 50 ms budget).
+
+    python bench/pages.py PORT ADMIN_TOKEN
+
+Pushes admin/big (1,000 image versions, every other one tagged) over HTTP to a Portside on
+127.0.0.1:PORT, then requests each page 30 times as the site admin (Basic credentials) and prints
+a Markdown row per page: median and worst wall time in ms, as the client sees it.
+"""
+
+import base64
+import hashlib
+import http.client
+import json
+import statistics
+import sys
+import time
+
+port, token = int(sys.argv[1]), sys.argv[2]
+auth = {"Authorization": "Basic " + base64.b64encode(f"admin:{token}".encode()).decode()}
+c = http.client.HTTPConnection("127.0.0.1", port)
+
+
+def req(m, p, body=b"", h=None):
+    c.request(m, p, body=body, headers={**auth, **(h or {})})
+    r = c.getresponse()
+    return r.status, r.read()
+
+
+layer = b"page-layer"
+ld = "sha256:" + hashlib.sha256(layer).hexdigest()
+assert req("POST", f"/v2/admin/big/blobs/uploads/?digest={ld}", layer)[0] == 201
+for i in range(1000):
+    cfg = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Labels": {"org.opencontainers.image.description": f"build {i}"}},
+            "rootfs": {"type": "layers", "diff_ids": []},
+        }
+    ).encode()
+    cd = "sha256:" + hashlib.sha256(cfg).hexdigest()
+    assert req("POST", f"/v2/admin/big/blobs/uploads/?digest={cd}", cfg)[0] == 201
+    m = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": len(cfg)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": len(layer)}],
+        }
+    ).encode()
+    ref = f"v{i}" if i % 2 == 0 else "sha256:" + hashlib.sha256(m).hexdigest()
+    assert (
+        req("PUT", f"/v2/admin/big/manifests/{ref}", m, {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})[
+            0
+        ]
+        == 201
+    )
+vid = json.loads(req("GET", "/api/v3/user/packages/container/big/versions?per_page=1")[1])[0]["id"]
+pages = {
+    "owner": "/users/admin/packages",
+    "package": "/users/admin/packages/container/package/big",
+    "versions": "/users/admin/packages/container/big/versions",
+    "versions p20": "/users/admin/packages/container/big/versions?page=20",
+    "untagged": "/users/admin/packages/container/big/versions?filter=untagged",
+    "version": f"/users/admin/packages/container/big/{vid}",
+}
+for name, path in pages.items():
+    times = []
+    for _ in range(30):
+        t = time.perf_counter()
+        s, _ = req("GET", path)
+        times.append((time.perf_counter() - t) * 1000)
+        assert s == 200, (path, s)
+    print(f"| {name} | `{path}` | {statistics.median(times):.1f} | {max(times):.1f} |")
