@@ -36,7 +36,15 @@ from portside.access import accounts
 from portside.clock import now
 from portside.metadata.database import Database
 from portside.metadata.schema import manifests, repositories
-from tests.support.blobs import digest_of, image_manifest, push_blob
+from tests.support.blobs import (
+    Pushed,
+    digest_of,
+    image_manifest,
+    push_blob,
+    push_labelled_image,
+    push_platform_index,
+    put_manifest,
+)
 from tests.support.github import assert_github_error as assert_error
 from tests.support.server import Server, running_server
 
@@ -62,13 +70,6 @@ ENV = {
 
 
 # -- the scenario ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Pushed:
-    digest: str
-    manifest: bytes
-    media_type: str = OCI_MANIFEST
 
 
 def _no_server_error(response: httpx.Response) -> None:
@@ -123,52 +124,17 @@ class Api:
         variant: str | None = None,
     ) -> Pushed:
         """An image whose config carries `labels` (config.Labels), pushed as `tag`."""
-        config_doc: dict[str, object] = {
-            "architecture": architecture,
-            "os": "linux",
-            "config": {"Labels": labels} if labels else {},
-            "rootfs": {"type": "layers", "diff_ids": []},
-            "seed": seed,
-        }
-        if variant:
-            config_doc["variant"] = variant
-        config = json.dumps(config_doc, sort_keys=True).encode()
-        layer = f"layer {package} {seed}".encode()
-        push_blob(self.admin, package, config)
-        push_blob(self.admin, package, layer)
-        manifest = image_manifest(config, [layer])
-        pushed = Pushed(digest_of(manifest), manifest)
-        self.put(package, tag, pushed)
-        return pushed
+        return push_labelled_image(
+            self.admin, package, tag, seed=seed, labels=labels, architecture=architecture, variant=variant
+        )
 
     def push_index(
         self, package: str, tag: str, children: list[tuple[Pushed, str]], annotations: dict[str, str] | None = None
     ) -> Pushed:
-        doc: dict[str, object] = {
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": [
-                {
-                    "mediaType": child.media_type,
-                    "digest": child.digest,
-                    "size": len(child.manifest),
-                    "platform": {"os": "linux", "architecture": arch},
-                }
-                for child, arch in children
-            ],
-        }
-        if annotations:
-            doc["annotations"] = annotations
-        payload = json.dumps(doc).encode()
-        pushed = Pushed(digest_of(payload), payload, OCI_INDEX)
-        self.put(package, tag, pushed)
-        return pushed
+        return push_platform_index(self.admin, package, tag, children, annotations)
 
     def put(self, package: str, reference: str, pushed: Pushed) -> None:
-        response = self.admin.put(
-            f"/v2/{package}/manifests/{reference}", content=pushed.manifest, headers={"Content-Type": pushed.media_type}
-        )
-        assert response.status_code == 201, response.text
+        put_manifest(self.admin, package, reference, pushed)
 
     def pull(self, package: str, reference: str, method: str = "GET") -> httpx.Response:
         accept = f"{OCI_MANIFEST}, {OCI_INDEX}"

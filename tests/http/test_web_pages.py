@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import html
 import itertools
-import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ import pytest
 from sqlalchemy import Connection
 
 from portside.access import accounts
-from tests.support.blobs import digest_of, image_manifest, push_blob
+from tests.support.blobs import Pushed, push_labelled_image, push_platform_index
 from tests.support.server import Server, running_server
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -41,13 +40,6 @@ ENV = {"PORTSIDE_FSYNC": "false", "PORTSIDE_DOWNLOAD_FLUSH_SECONDS": "0.2", "POR
 def _no_server_error(response: httpx.Response) -> None:
     request = response.request
     assert response.status_code < 500, f"{request.method} {request.url} answered {response.status_code}"
-
-
-@dataclass
-class Pushed:
-    digest: str
-    manifest: bytes
-    media_type: str = OCI_MANIFEST
 
 
 @dataclass
@@ -71,48 +63,10 @@ class Site:
     def push(
         self, package: str, tag: str | None, *, seed: str, labels: dict[str, str] | None = None, arch: str = "amd64"
     ) -> Pushed:
-        config = json.dumps(
-            {
-                "architecture": arch,
-                "os": "linux",
-                "config": {"Labels": labels} if labels else {},
-                "rootfs": {"type": "layers", "diff_ids": []},
-                "seed": seed,
-            },
-            sort_keys=True,
-        ).encode()
-        layer = f"layer {package} {seed}".encode()
-        push_blob(self.admin, package, config)
-        push_blob(self.admin, package, layer)
-        manifest = image_manifest(config, [layer])
-        pushed = Pushed(digest_of(manifest), manifest)
-        self.put(package, tag or pushed.digest, pushed)
-        return pushed
+        return push_labelled_image(self.admin, package, tag, seed=seed, labels=labels, architecture=arch)
 
     def push_index(self, package: str, tag: str, children: list[tuple[Pushed, str]]) -> Pushed:
-        doc = {
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": [
-                {
-                    "mediaType": c.media_type,
-                    "digest": c.digest,
-                    "size": len(c.manifest),
-                    "platform": {"os": "linux", "architecture": arch},
-                }
-                for c, arch in children
-            ],
-        }
-        payload = json.dumps(doc).encode()
-        pushed = Pushed(digest_of(payload), payload, OCI_INDEX)
-        self.put(package, tag, pushed)
-        return pushed
-
-    def put(self, package: str, reference: str, pushed: Pushed) -> None:
-        response = self.admin.put(
-            f"/v2/{package}/manifests/{reference}", content=pushed.manifest, headers={"Content-Type": pushed.media_type}
-        )
-        assert response.status_code == 201, response.text
+        return push_platform_index(self.admin, package, tag, children)
 
     def visibility(self, package: str, visibility: str, grants: dict[str, str] | None = None) -> None:
         def change(conn: Connection) -> None:

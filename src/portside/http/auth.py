@@ -68,7 +68,7 @@ class RegistryAuth:
             if scheme == "bearer" and value:
                 return await self.access.bearer(value)
             if scheme == "basic" and value:
-                username, secret = _basic(value)
+                username, secret = parse_basic(value)
                 authenticated = await self.access.basic(username, secret, client_address(request))
                 return authenticated.actor, None
         except (InvalidToken, AuthenticationFailed) as exc:
@@ -123,7 +123,7 @@ class RegistryAuth:
         if scheme.lower() != "basic" or not value.strip():
             raise Unauthorized("the token endpoint takes Basic credentials: your user name and a personal access token")
         try:
-            username, secret = _basic(value.strip())
+            username, secret = parse_basic(value.strip())
         except AuthenticationFailed as exc:
             raise Unauthorized(str(exc)) from None
         return await self.password_grant(request, username, secret)
@@ -137,7 +137,8 @@ class RegistryAuth:
             raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
 
 
-def _basic(value: str) -> tuple[str, str]:
+def parse_basic(value: str) -> tuple[str, str]:
+    """User name and secret from the base64 of a Basic `Authorization` value."""
     malformed = AuthenticationFailed("malformed Basic credentials: send the base64 of user:token")
     try:
         decoded = base64.b64decode(value, validate=True).decode()

@@ -20,6 +20,21 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+# The URL fields of GitHub's simple-user, all required strings.
+_USER_URLS = (
+    "url",
+    "html_url",
+    "followers_url",
+    "following_url",
+    "gists_url",
+    "starred_url",
+    "subscriptions_url",
+    "organizations_url",
+    "repos_url",
+    "events_url",
+    "received_events_url",
+)
+
 SCHEMAS: dict[str, Any] = {
     "BasicError": {
         "type": "object",
@@ -28,48 +43,9 @@ SCHEMAS: dict[str, Any] = {
     },
     "SimpleUser": {
         "type": "object",
-        "required": [
-            "login",
-            "id",
-            "node_id",
-            "avatar_url",
-            "gravatar_id",
-            "url",
-            "html_url",
-            "followers_url",
-            "following_url",
-            "gists_url",
-            "starred_url",
-            "subscriptions_url",
-            "organizations_url",
-            "repos_url",
-            "events_url",
-            "received_events_url",
-            "type",
-            "site_admin",
-        ],
+        "required": [*_USER_URLS, "login", "id", "node_id", "avatar_url", "gravatar_id", "type", "site_admin"],
         "properties": {
-            **{
-                key: STRING
-                for key in (
-                    "login",
-                    "node_id",
-                    "avatar_url",
-                    "gravatar_id",
-                    "url",
-                    "html_url",
-                    "followers_url",
-                    "following_url",
-                    "gists_url",
-                    "starred_url",
-                    "subscriptions_url",
-                    "organizations_url",
-                    "repos_url",
-                    "events_url",
-                    "received_events_url",
-                    "user_view_type",
-                )
-            },
+            **{key: STRING for key in (*_USER_URLS, "login", "node_id", "avatar_url", "gravatar_id", "user_view_type")},
             "id": INTEGER,
             "type": {"type": "string", "enum": ["User", "Organization"]},
             "site_admin": BOOLEAN,

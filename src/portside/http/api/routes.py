@@ -7,7 +7,6 @@ work against Portside with the base URL changed. Authentication is a personal ac
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -19,6 +18,7 @@ from starlette.routing import Route
 from portside.access.policy import Actor
 from portside.access.service import Access, Authenticated, AuthenticationFailed, RateLimited
 from portside.http.api import render
+from portside.http.auth import parse_basic
 from portside.http.base_url import BaseUrl, client_address
 from portside.packages.service import Owner, PackageError, Packages
 
@@ -88,7 +88,7 @@ class PackagesApi:
             if scheme in ("bearer", "token") and value:
                 authenticated: Authenticated = await self.access.token(value, client_address(request))
             elif scheme == "basic" and value:
-                username, secret = _basic(value)
+                username, secret = parse_basic(value)
                 authenticated = await self.access.basic(username, secret, client_address(request))
             else:
                 raise ApiError(401, "Requires authentication: send a personal access token as `Bearer <token>`")
@@ -225,13 +225,3 @@ def _links(request: Request, base: str, page: int, per_page: int, total: int) ->
     if page > 1:
         links += [f'<{url(1)}>; rel="first"', f'<{url(min(page - 1, last))}>; rel="prev"']
     return {"Link": ", ".join(links)} if links else {}
-
-
-def _basic(value: str) -> tuple[str, str]:
-    try:
-        username, sep, secret = base64.b64decode(value, validate=True).decode().partition(":")
-    except ValueError:
-        raise ApiError(401, "Bad credentials: malformed Basic credentials") from None
-    if not sep or not username:
-        raise ApiError(401, "Bad credentials: malformed Basic credentials")
-    return username, secret

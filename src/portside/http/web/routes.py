@@ -261,19 +261,19 @@ class Web:
     async def package(self, request: Request) -> Response:
         actor = await self.viewer(request)
         info = await self._package(request, actor)
-        recent = await self.packages.versions(actor, info.full_name, deleted=False, page=1, per_page=PER_PAGE)
-        tagged = [v for v in recent.items if v.tags]
-
+        # The newest tagged versions, however many untagged ones were pushed after them.
+        tagged = (
+            await self.packages.versions(actor, info.full_name, deleted=False, page=1, per_page=10, tagged=True)
+        ).items
         host = self._host(request)
         if await self.packages.has_tag(actor, info.full_name, "latest"):
             pull = f"{host}/{info.full_name}:latest"
         elif tagged:
             pull = f"{host}/{info.full_name}:{tagged[0].tags[0]}"
-        elif recent.items:
-            pull = f"{host}/{info.full_name}@{recent.items[0].digest}"
         else:
-            pull = None
-        return self.render(request, "package.html", package=info, pull=pull, recent=tagged[:10])
+            newest = await self.packages.versions(actor, info.full_name, deleted=False, page=1, per_page=1)
+            pull = f"{host}/{info.full_name}@{newest.items[0].digest}" if newest.items else None
+        return self.render(request, "package.html", package=info, pull=pull, recent=tagged)
 
     async def versions(self, request: Request) -> Response:
         actor = await self.viewer(request)
