@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -15,8 +17,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from portside.access.bearer import TokenSigner, ensure_signing_key
+from portside.access.keyfiles import ensure_key_file
 from portside.access.ratelimit import FailureLimiter
 from portside.access.service import Access
+from portside.access.sessions import Sessions
 from portside.blobs.filesystem import FilesystemBlobStore
 from portside.config import Settings
 from portside.http.accesslog import AccessLog
@@ -29,6 +33,8 @@ from portside.http.distribution.routes import Distribution
 from portside.http.errors import http_error, registry_error, unexpected_error
 from portside.http.token.routes import TokenService
 from portside.http.web.routes import Web
+from portside.http.web.signin import SignIn
+from portside.http.web.site import Site
 from portside.logs import configure_logging
 from portside.metadata.database import Database, make_engine
 from portside.packages.manage import Management
@@ -65,8 +71,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     token_service = TokenService(access, auth)
     packages = Packages(db, access, restore_days=settings.restore_days)
     packages_api = PackagesApi(packages, access, base_url)
-    manage_api = ManageApi(packages_api, Management(db, access, packages))
-    web = Web(packages, packages_api, base_url)
+    management = Management(db, access, packages)
+    manage_api = ManageApi(packages_api, management)
+    sessions = Sessions(db, lifetime=timedelta(days=settings.session_days))
+    site = Site(packages_api, sessions, base_url, web_secret(settings))
+    web = Web(site, packages, management, extra=(SignIn(site, access),))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -109,6 +118,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.registry = registry
     app.state.uploads = uploads
     return app
+
+
+def web_secret(settings: Settings) -> bytes:
+    """The key that signs browser cookies: configured (for several replicas) or generated once."""
+    if configured := settings.session_secret.get_secret_value():
+        return configured.encode()
+    path = ensure_key_file(settings.data_dir.resolve() / "web-session-key", lambda: secrets.token_bytes(32))
+    return path.read_bytes()
 
 
 async def _every(interval: float, chore: Callable[..., Awaitable[object]], *args: object) -> None:

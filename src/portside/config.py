@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     service: str = Field("portside", description="The service name in token challenges and token audiences.")
     token_lifetime_seconds: int = Field(300, gt=0, description="Lifetime of registry bearer tokens.")
     allow_password_login: bool = Field(False, description="Accept passwords (not only tokens) on the registry.")
+    session_days: int = Field(14, gt=0, description="How long a browser stays signed in.")
+    session_secret: SecretStr = Field(
+        SecretStr(""), description="Signs browser cookies; empty: a key kept in the data directory (one per replica)."
+    )
     auth_max_failures: int = Field(10, gt=0, description="Failed sign-ins allowed per address and user per window.")
     auth_failure_window_seconds: int = Field(60, gt=0, description="The window for auth_max_failures.")
     log_format: Literal["text", "json"] = Field("text", description="Access log format.")

@@ -145,15 +145,21 @@ def test_home_without_public_packages_shows_login_and_push_commands_for_this_hos
     assert f"docker login {host}\ndocker push {host}/OWNER/NAME:TAG" in pre_blocks(response.text)
 
 
-def test_home_lists_public_packages_only_even_for_a_signed_in_viewer(site: Site) -> None:
+def test_home_lists_public_packages_and_yours_to_you_only(site: Site) -> None:
     public = site.package("alice", "home-public", labels={"org.opencontainers.image.description": "A fine image"})
     private = site.package("alice", "home-private", "private")
-    for who in ("anonymous", "alice"):
+    for who in ("anonymous", "alice", "oscar"):
         page = site.ok("/", who)
-        assert f'href="/users/alice/packages/container/package/{public.split("/", 1)[1]}"' in page
-        assert "A fine image" in page
-        assert private not in page
-        assert "docker login" not in page
+        public_part = page.split('id="public"', 1)[1]
+        assert f'href="/users/alice/packages/container/package/{public.split("/", 1)[1]}"' in public_part
+        assert "A fine image" in public_part
+        assert private not in public_part
+        assert "docker push" not in public_part
+    # Signed in, alice also sees her own packages, the private one too; others do not.
+    mine = site.ok("/", "alice").split('id="public"', 1)[0]
+    assert "Your packages" in mine and private in mine and public in mine
+    assert private not in site.ok("/", "oscar")
+    assert "Your packages" not in site.ok("/")
 
 
 # -- the owner's packages -----------------------------------------------------------------------

@@ -6,7 +6,6 @@ tokens are cached in process until they expire, so the hot paths pay for a signa
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ import jwt
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from portside.access.keyfiles import ensure_key_file
+
 ISSUER = "portside"
 ALGORITHM = "ES256"
 KEY_FILE = "token-signing-key.pem"
@@ -24,25 +25,13 @@ _CACHE_LIMIT = 10_000
 
 
 def ensure_signing_key(data_dir: Path) -> Path:
-    """Create the signing key once, atomically, readable only by its owner."""
-    path = data_dir / KEY_FILE
-    if path.exists():
-        return path
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-        f.flush()
-        os.fsync(f.fileno())
-    try:
-        os.link(temporary, path)  # fails if another process won the race: keep theirs
-    except FileExistsError:
-        pass
-    finally:
-        temporary.unlink()
-    return path
+    def make() -> bytes:
+        key = ec.generate_private_key(ec.SECP256R1())
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    return ensure_key_file(data_dir / KEY_FILE, make)
 
 
 @dataclass(frozen=True, slots=True)

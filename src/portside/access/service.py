@@ -94,18 +94,9 @@ class Access:
     def _check_basic(self, conn: Connection, username: str, secret: str) -> Authenticated | str:
         if secrets.looks_like_token(secret):
             return self._check_token(conn, secret, username)
-        user = conn.execute(
-            select(accounts.c.id, accounts.c.is_site_admin, accounts.c.is_disabled, accounts.c.password_hash).where(
-                accounts.c.name == username, accounts.c.kind == "user"
-            )
-        ).first()
         if not self.allow_password_login:
             return "the registry accepts personal access tokens, not passwords; create one with `portside token create`"
-        stored = user.password_hash if user is not None and not user.is_disabled else None
-        # Always run the (slow) check, so that timing does not tell which user names exist.
-        if not secrets.verify_password(stored, secret) or user is None:
-            return "wrong user name or password"
-        return Authenticated(Actor(user.id, username, user.is_site_admin), None)
+        return check_password(conn, username, secret)
 
     def _check_token(self, conn: Connection, secret: str, username: str | None) -> Authenticated | str:
         """A personal access token; `username`, when given, must be its owner's."""
@@ -127,6 +118,20 @@ class Access:
         if user.is_disabled:
             return f"user {user.name} is disabled"
         return Authenticated(_token_actor(user.name, row.user_id, user.is_site_admin, row), row.id)
+
+    async def password(self, username: str, password: str, client: str) -> Authenticated:
+        """A user name and password, as the sign-in page sends them (always allowed there: browsers
+        sign in with passwords whatever `allow_password_login` says about the registry)."""
+        keys = (f"ip:{client}", f"user:{username}")
+        if wait := self.limiter.retry_after(*keys):
+            raise RateLimited(wait)
+        result = await self.db.read(check_password, username, password)
+        if isinstance(result, str):
+            self.limiter.fail(*keys)
+            await self.db.write(record, username or "-", "auth.failure", username, {"reason": result}, client)
+            raise AuthenticationFailed(result)
+        await self.db.write(record, username, "auth.web_login", username, None, client)
+        return result
 
     async def token(self, secret: str, client: str) -> Authenticated:
         """A personal access token on its own (the REST API's `Authorization: Bearer <token>`)."""
@@ -277,6 +282,19 @@ class Access:
         if isinstance(actor, str):
             raise InvalidToken(actor)
         return Authenticated(actor, claims.token_id)
+
+
+def check_password(conn: Connection, username: str, password: str) -> Authenticated | str:
+    user = conn.execute(
+        select(accounts.c.id, accounts.c.is_site_admin, accounts.c.is_disabled, accounts.c.password_hash).where(
+            accounts.c.name == username, accounts.c.kind == "user"
+        )
+    ).first()
+    stored = user.password_hash if user is not None and not user.is_disabled else None
+    # Always run the (slow) check, so that timing does not tell which user names exist.
+    if not secrets.verify_password(stored, password) or user is None:
+        return "wrong user name or password"
+    return Authenticated(Actor(user.id, username, user.is_site_admin), None)
 
 
 class _TokenRow(NamedTuple):

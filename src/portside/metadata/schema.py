@@ -192,6 +192,18 @@ personal_tokens = Table(
     Index("ix_personal_tokens_user_id", "user_id"),
 )
 
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("secret_hash", String(64), nullable=False, unique=True),  # sha256 of the cookie's random part
+    Column("client", String(64), nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_web_sessions_user_id", "user_id"),
+)
+
 package_grants = Table(
     "package_grants",
     metadata,
