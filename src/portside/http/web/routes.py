@@ -97,7 +97,9 @@ class Web:
         orgs: list[OrgInfo] = []
         if not actor.anonymous and actor.name:
             own = await self.packages.owner(actor.name, "user")
-            mine = (await self.packages.list(actor, own, visibility=None, deleted=False, page=1, per_page=PER_PAGE)).items
+            mine = (
+                await self.packages.list(actor, own, visibility=None, deleted=False, page=1, per_page=PER_PAGE)
+            ).items
             orgs = [org for org in await self.management.orgs(actor) if org.role is not None]
         # Public packages of the owners that have any, newest first.
         found: list[PackageInfo] = []
