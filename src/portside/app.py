@@ -32,9 +32,13 @@ from portside.http.base_url import BaseUrl
 from portside.http.distribution.routes import Distribution
 from portside.http.errors import http_error, registry_error, unexpected_error
 from portside.http.token.routes import TokenService
+from portside.http.web.admin import SiteAdmin
+from portside.http.web.orgs import OrgSettings
+from portside.http.web.package_settings import PackageSettings
 from portside.http.web.routes import Web
 from portside.http.web.signin import SignIn
 from portside.http.web.site import Site
+from portside.http.web.tokens import TokenPages
 from portside.logs import configure_logging
 from portside.metadata.database import Database, make_engine
 from portside.packages.manage import Management
@@ -75,7 +79,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     manage_api = ManageApi(packages_api, management)
     sessions = Sessions(db, lifetime=timedelta(days=settings.session_days))
     site = Site(packages_api, sessions, base_url, web_secret(settings))
-    web = Web(site, packages, management, extra=(SignIn(site, access),))
+    groups = (
+        SignIn(site, access),
+        TokenPages(site, packages, management),
+        PackageSettings(site, packages, management),
+        OrgSettings(site, packages, management),
+        SiteAdmin(site, packages, management),
+    )
+    web = Web(site, packages, management, extra=groups)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

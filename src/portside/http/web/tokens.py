@@ -1,0 +1,21 @@
+"""Your personal access tokens: list, generate (shown once), revoke."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.routing import BaseRoute
+
+from portside.http.web.site import Site
+from portside.packages.manage import Management
+from portside.packages.service import Packages
+
+
+@dataclass(frozen=True)
+class TokenPages:
+    site: Site
+    packages: Packages
+    management: Management
+
+    def routes(self) -> list[BaseRoute]:
+        return []
