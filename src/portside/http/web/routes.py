@@ -54,17 +54,22 @@ class Web:
             Route("/", page(self.home), methods=GET),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
-        for group in self.extra:
-            routes += group.routes()  # type: ignore[attr-defined]
+        packages: list[BaseRoute] = []
         for prefix in ("/users/{owner}", "/orgs/{owner}"):
             base = prefix + "/packages"
             routes += [
                 Route(base, page(self.owner_packages), methods=GET),
-                # The package page's fixed "package/" segment goes first, then versions, then one version.
+                # The package page's fixed "package/" segment goes first, so that a package named
+                # like a page below (".../settings", ".../versions") keeps its own page.
                 Route(base + "/container/package/{name:path}", page(self.package), methods=GET),
+            ]
+            packages += [
                 Route(base + "/container/{name:path}/versions", page(self.versions), methods=GET),
                 Route(base + "/container/{name:path}/{version_id:int}", page(self.version), methods=GET),
             ]
+        for group in self.extra:
+            routes += group.routes()  # type: ignore[attr-defined]
+        routes += packages
         return routes
 
     def render(self, request: Request, template: str, status: int = 200, **context: object) -> Response:
