@@ -1,8 +1,10 @@
-"""First start: the signing key, and a site admin with a token, so a new registry is usable at once."""
+"""First start: the signing key, and a site admin with a token and a password, so a new registry is
+usable at once: the token for docker and the APIs, the password for the pages in a browser."""
 
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 from sqlalchemy import Connection, select
@@ -22,26 +24,30 @@ def bootstrap(settings: Settings) -> str | None:
     """Create the signing key and, on an empty database, the admin; return a message to print once."""
     ensure_signing_key(settings.data_dir.resolve())
     db = Database(make_engine(settings.effective_database_url, fsync=settings.fsync))
+    password = secrets.token_urlsafe(12)
     try:
-        token = db.write_sync(_create_admin)
+        token = db.write_sync(_create_admin, password)
     finally:
         db.close()
     if token is None:
         return None
     path = settings.data_dir.resolve() / CREDENTIALS_FILE
-    _write_private(path, f"user: {ADMIN}\ntoken: {token}\n")
+    _write_private(path, f"user: {ADMIN}\ntoken: {token}\npassword: {password}\n")
+    address = f"{settings.host}:{settings.port}"
     return (
-        f"Created the site admin {ADMIN!r} with a token that has every package scope (also in {path}):\n\n"
-        f"    {token}\n\n"
-        f'Log in with:  echo "$TOKEN" | docker login {settings.host}:{settings.port} -u {ADMIN} --password-stdin\n'
-        "This is shown once. Create users with `portside user create` and tokens with `portside token create`."
+        f"Created the site admin {ADMIN!r} (also in {path}):\n\n"
+        f"    token:    {token}   (every package scope; for docker and the APIs)\n"
+        f"    password: {password}   (for signing in at http://{address}/login)\n\n"
+        f'Log in with:  echo "$TOKEN" | docker login {address} -u {ADMIN} --password-stdin\n'
+        "This is shown once. Create users with `portside user create` and tokens with `portside token create`, "
+        "or on the site admin pages."
     )
 
 
-def _create_admin(conn: Connection) -> str | None:
+def _create_admin(conn: Connection, password: str) -> str | None:
     if conn.execute(select(accounts_table.c.id).where(accounts_table.c.kind == "user").limit(1)).first():
         return None
-    accounts.create_user(conn, ADMIN, admin=True, actor="bootstrap")
+    accounts.create_user(conn, ADMIN, admin=True, password=password, actor="bootstrap")
     token, _ = accounts.create_token(conn, ADMIN, SCOPES, note="created on first start", actor="bootstrap")
     return token
 

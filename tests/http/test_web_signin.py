@@ -253,3 +253,12 @@ def test_no_secret_reaches_the_log(server: Server) -> None:
         log = server.log_path.read_text()
         assert PASSWORD not in log
         assert browser.cookies["portside_session"] not in log
+
+
+def test_the_first_site_admin_signs_in_with_the_password_printed_on_first_start(server: Server) -> None:
+    assert (server.data_dir / "initial-admin-credentials").stat().st_mode & 0o077 == 0
+    with sign_in(server.url, "admin", server.admin_password) as browser:
+        text = text_of(browser.get("/").text)
+        assert "Site admin" in text and "Sign out" in text
+    # Printed once, on first start (the server's output is this file); signing in logs nothing of it.
+    assert server.log_path.read_text().count(server.admin_password) == 1

@@ -51,10 +51,17 @@ class Server:
     @property
     def admin(self) -> tuple[str, str]:
         """The site admin's user name and token, written by the server on its first start."""
-        fields = dict(
-            line.split(": ", 1) for line in (self.data_dir / "initial-admin-credentials").read_text().splitlines()
-        )
+        fields = self._initial_credentials()
         return fields["user"], fields["token"]
+
+    @property
+    def admin_password(self) -> str:
+        """The site admin's password for the pages, written next to the token."""
+        return self._initial_credentials()["password"]
+
+    def _initial_credentials(self) -> dict[str, str]:
+        lines = (self.data_dir / "initial-admin-credentials").read_text().splitlines()
+        return dict(line.split(": ", 1) for line in lines)
 
     @property
     def basic_auth(self) -> str:
