@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Installs everything the tests need (Debian packages for the real clients, Python packages),
-# then runs the linter and the whole test suite.
+# Installs everything the tests need (Debian packages for the real clients and the browser tests,
+# Python packages, axe-core from npm), then runs the linter and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(skopeo podman buildah docker.io busybox-static uidmap)
+DEBIAN_PACKAGES=(skopeo podman buildah docker.io busybox-static uidmap chromium)
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
+# npm fetches axe-core below. Checked by command, not package: a machine may have another Node.js
+# (NodeSource's nodejs ships npm itself and conflicts with Debian's npm package).
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "error: the tests need these Debian packages: ${missing[*]} (run as root or install them)" >&2
@@ -21,6 +24,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 bash scripts/install.sh test
+# axe-core, the accessibility checker the browser tests (tests/browser) inject into every page they
+# open; into the git-ignored .cache/, once. Playwright drives Debian's /usr/bin/chromium: it never
+# downloads a browser (no `playwright install`).
+if [ ! -f .cache/axe/node_modules/axe-core/axe.min.js ]; then
+    mkdir -p test-output
+    echo "installing axe-core from npm"
+    npm install --no-save --no-audit --no-fund --prefix .cache/axe axe-core@4 > test-output/npm.log 2>&1 ||
+        { cat test-output/npm.log >&2; exit 2; }
+fi
 .venv/bin/ruff check src tests
 .venv/bin/ruff format --check src tests
 exec .venv/bin/pytest "$@"

@@ -41,6 +41,7 @@ from portside.http.web.site import Site
 from portside.http.web.tokens import TokenPages
 from portside.logs import configure_logging
 from portside.metadata.database import Database, make_engine
+from portside.packages.details import VersionDetails
 from portside.packages.manage import Management
 from portside.packages.service import Packages
 from portside.registry.errors import RegistryError
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         OrgSettings(site, packages, management),
         SiteAdmin(site, packages, management),
     )
-    web = Web(site, packages, management, extra=groups)
+    web = Web(site, packages, management, VersionDetails(db, store), extra=groups)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

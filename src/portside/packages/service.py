@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Row, and_, delete, exists, func, select, update
 
-from portside.access.policy import Action, Actor, scope_allows
+from portside.access.policy import VISIBILITIES, Action, Actor, scope_allows
 from portside.access.service import Access
 from portside.access.visibility import readable
 from portside.clock import now
@@ -134,7 +134,21 @@ class Packages:
             if not decision.allowed:
                 raise Forbidden(decision.reason)
 
+    async def can(self, actor: Actor, package: str, action: Action) -> bool:
+        """Whether the decision function allows it: for offering a link or a button (the action checks again)."""
+        return (await self.access.decide(actor, package, action)).allowed
+
     # -- packages ------------------------------------------------------------------------------
+
+    async def visibilities(self, owner: Owner) -> tuple[str, ...]:
+        """The visibilities the owner's packages may take, for a form to offer (setting one checks again)."""
+
+        def query(conn: Connection) -> str:
+            return conn.execute(select(accounts.c.allowed_visibilities).where(accounts.c.id == owner.id)).scalar() or ""
+
+        allowed = (await self.db.read(query)).split(",")
+        # internal means "every member of the organization": a user's namespace has no members.
+        return tuple(v for v in VISIBILITIES if v in allowed and (owner.kind == "org" or v != "internal"))
 
     async def owner(self, login: str, kind: str | None = None) -> Owner:
         def query(conn: Connection) -> Owner | None:

@@ -7,10 +7,11 @@ live in their own modules (sign-in, tokens, package/org settings, site admin); `
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -24,6 +25,7 @@ from portside.http.web.site import (
     page_number,
     pager,
 )
+from portside.packages.details import VersionDetails
 from portside.packages.manage import Management, OrgInfo
 from portside.packages.service import (
     MAX_WINDOW,
@@ -46,6 +48,7 @@ class Web:
     site: Site
     packages: Packages
     management: Management
+    details: VersionDetails
     extra: tuple[object, ...] = ()  # page groups with their own `routes()`: sign-in, settings, ...
 
     def routes(self) -> list[BaseRoute]:
@@ -53,6 +56,7 @@ class Web:
         routes: list[BaseRoute] = [
             Route("/", page(self.home), methods=GET),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+            Route("/favicon.ico", favicon, methods=GET),  # pages without the icon link (the API docs)
         ]
         packages: list[BaseRoute] = []
         for prefix in ("/users/{owner}", "/orgs/{owner}"):
@@ -170,7 +174,8 @@ class Web:
         else:
             newest = await self.packages.versions(actor, info.full_name, deleted=False, page=1, per_page=1)
             pull = f"{host}/{info.full_name}@{newest.items[0].digest}" if newest.items else None
-        return self.render(request, "package.html", package=info, pull=pull, recent=tagged)
+        may_manage = await self.packages.can(actor, info.full_name, Action.MANAGE)  # the settings link
+        return self.render(request, "package.html", package=info, pull=pull, recent=tagged, may_manage=may_manage)
 
     async def versions(self, request: Request) -> Response:
         actor = await self.viewer(request)
@@ -195,6 +200,8 @@ class Web:
             items, total = found.items, found.total
         except (NotFound, Forbidden):  # deleted versions: only for those who may restore them
             raise not_found(f"The deleted versions of {info.full_name}") from None
+        # Delete buttons only for those who may delete (one decision); deleted versions all get Restore.
+        may_delete = not deleted and await self.packages.can(actor, info.full_name, Action.DELETE)
         return self.render(
             request,
             "versions.html",
@@ -204,6 +211,8 @@ class Web:
             state=state,
             filter=wanted,
             paging=pager(request, page, total),
+            may_delete=may_delete,
+            restore_days=self.packages.restore_window.days,
         )
 
     async def version(self, request: Request) -> Response:
@@ -220,10 +229,26 @@ class Web:
         except (NotFound, Forbidden):
             raise not_found(what) from None
 
-        manifest = (await self.packages.payload(actor, info.full_name, found.id)).decode("utf-8", "replace")
+        payload = await self.packages.payload(actor, info.full_name, found.id)
+        details = await self.details.details(info.id, found, payload)
+        manifest = _readable(payload)
         host = self.site.host(request)
         pull = f"{host}/{info.full_name}@{found.digest}"
-        return self.render(request, "version.html", package=info, version=found, manifest=manifest, pull=pull)
+        return self.render(
+            request, "version.html", package=info, version=found, manifest=manifest, pull=pull, details=details
+        )
+
+
+async def favicon(_request: Request) -> Response:
+    return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml")
+
+
+def _readable(payload: bytes) -> str:
+    """The manifest indented for reading; as stored when it is not JSON (the digest is of those bytes)."""
+    try:
+        return json.dumps(json.loads(payload), indent=2, ensure_ascii=False)
+    except ValueError:
+        return payload.decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
