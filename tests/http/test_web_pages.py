@@ -224,10 +224,11 @@ def test_package_page_shows_pull_command_labels_and_recent_tags(site: Site) -> N
         "org.opencontainers.image.source": "https://example.com/hello",
     }
     name = site.package("alice", "hello", labels=labels, tag="1.0")
-    site.push(name, "2.0", seed="second", labels=labels)
+    second = site.push(name, "2.0", seed="second", labels=labels)
     path = f"/users/alice/packages/container/package/{name.split('/', 1)[1]}"
     page = site.ok(path)
     text = text_of(page)
+    assert f'<dt>Size</dt><dd><data value="{_stored(second)}">' in page
     # No "latest": the newest tag.
     assert pre_blocks(page) == [f"docker pull {site.server.host}/{name}:2.0"]
     assert "Serves hello" in text and "Apache-2.0" in text
@@ -241,6 +242,25 @@ def test_package_page_shows_pull_command_labels_and_recent_tags(site: Site) -> N
     assert pre_blocks(site.ok(path))[0] == f"docker pull {site.server.host}/{name}:latest"
     forwarded = site.ok(path, headers={"Host": "registry.example:5000"})
     assert pre_blocks(forwarded)[0] == f"docker pull registry.example:5000/{name}:latest"
+
+
+def _stored(pushed: Pushed, *children: Pushed) -> int:
+    """Manifests, configs and layers as stored: what the pages call an image's size."""
+    total = 0
+    for item in (pushed, *children):
+        doc = json.loads(item.manifest)
+        total += len(item.manifest) + sum(b["size"] for b in [doc.get("config", {"size": 0}), *doc.get("layers", [])])
+    return total
+
+
+def test_a_multi_platform_package_counts_every_platform(site: Site) -> None:
+    name = f"alice/multi-size-{uuid.uuid4().hex[:6]}"
+    amd = site.push(name, None, seed="size-amd")
+    arm = site.push(name, None, seed="size-arm", arch="arm64")
+    index = site.push_index(name, "latest", [(amd, "amd64"), (arm, "arm64")])
+    site.visibility(name, "public")
+    page = site.ok(f"/users/alice/packages/container/package/{name.split('/', 1)[1]}")
+    assert f'<dt>Size</dt><dd><data value="{_stored(index, amd, arm)}">' in page
 
 
 def test_untagged_package_pulls_by_digest_and_nested_names_work(site: Site) -> None:
@@ -306,7 +326,7 @@ def test_versions_page_groups_platform_images_under_their_index_and_filters(site
     assert "2 versions" in text_of(tagged) and amd.digest[:19] not in tagged
     untagged = site.ok(f"{base}/versions", params={"filter": "untagged"})
     assert "2 versions" in text_of(untagged) and f'/{ids[index.digest]}"' not in untagged
-    assert "on another page" in untagged  # their index is not in this list
+    assert "which is not in this list" in untagged  # their index is tagged: filtered out
     for params in ({"filter": "nope"}, {"state": "gone"}):
         assert site.page(f"{base}/versions", params=params).status_code == 400
 

@@ -21,7 +21,7 @@ from portside.access.service import Access
 from portside.access.visibility import readable
 from portside.clock import now
 from portside.metadata.database import Database
-from portside.metadata.schema import accounts, manifest_references, manifests, repositories, tags
+from portside.metadata.schema import accounts, blobs, manifest_references, manifests, repositories, tags
 from portside.registry.service import hide_manifest
 
 T = TypeVar("T")
@@ -181,16 +181,57 @@ class Packages:
 
         return await self.db.read(query)
 
-    async def has_tag(self, actor: Actor, package: str, tag: str) -> bool:
+    async def tag_digest(self, actor: Actor, package: str, tag: str) -> str | None:
+        """The digest the tag points at, None when the package has no such tag."""
         await self.allow(actor, package, Action.PULL)
 
-        def query(conn: Connection) -> bool:
+        def query(conn: Connection) -> str | None:
             stmt = (
-                select(tags.c.name)
-                .select_from(tags.join(repositories, repositories.c.id == tags.c.repository_id))
+                select(manifests.c.digest)
+                .select_from(
+                    tags.join(repositories, repositories.c.id == tags.c.repository_id).join(
+                        manifests, manifests.c.id == tags.c.manifest_id
+                    )
+                )
                 .where(repositories.c.name == package, tags.c.name == tag)
             )
-            return conn.execute(stmt).first() is not None
+            return conn.execute(stmt).scalar()
+
+        return await self.db.read(query)
+
+    async def image_size(self, actor: Actor, package: str, digest: str) -> int | None:
+        """What pulling `digest` stores: its manifest, config and layers, and for an index those of
+        every platform image it lists (each blob counted once). None when no such live version."""
+        await self.allow(actor, package, Action.PULL)
+
+        def query(conn: Connection) -> int | None:
+            root = conn.execute(
+                select(manifests.c.id, manifests.c.size, manifests.c.repository_id)
+                .join(repositories, repositories.c.id == manifests.c.repository_id)
+                .where(repositories.c.name == package, manifests.c.digest == digest, manifests.c.deleted_at.is_(None))
+            ).first()
+            if root is None:
+                return None
+            children = conn.execute(
+                select(manifests.c.id, manifests.c.size)
+                .join(manifest_references, manifest_references.c.digest == manifests.c.digest)
+                .where(
+                    manifest_references.c.manifest_id == root.id,
+                    manifest_references.c.kind == "manifest",
+                    manifests.c.repository_id == root.repository_id,
+                )
+            ).all()
+            ids = [root.id, *(child.id for child in children)]
+            referenced = (
+                select(manifest_references.c.digest)
+                .where(manifest_references.c.manifest_id.in_(ids), manifest_references.c.kind == "blob")
+                .distinct()
+                .subquery()
+            )
+            layers = conn.execute(
+                select(func.coalesce(func.sum(blobs.c.size), 0)).where(blobs.c.digest.in_(select(referenced)))
+            ).scalar_one()
+            return int(root.size + sum(child.size for child in children) + layers)
 
         return await self.db.read(query)
 

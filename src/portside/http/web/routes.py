@@ -167,15 +167,22 @@ class Web:
             await self.packages.versions(actor, info.full_name, deleted=False, page=1, per_page=10, tagged=True)
         ).items
         host = self.site.host(request)
-        if await self.packages.has_tag(actor, info.full_name, "latest"):
+        # Pull `latest` when there is one, else the newest tag, else the newest version by digest.
+        pull, digest = None, await self.packages.tag_digest(actor, info.full_name, "latest")
+        if digest is not None:
             pull = f"{host}/{info.full_name}:latest"
         elif tagged:
-            pull = f"{host}/{info.full_name}:{tagged[0].tags[0]}"
+            pull, digest = f"{host}/{info.full_name}:{tagged[0].tags[0]}", tagged[0].digest
         else:
             newest = await self.packages.versions(actor, info.full_name, deleted=False, page=1, per_page=1)
-            pull = f"{host}/{info.full_name}@{newest.items[0].digest}" if newest.items else None
+            if newest.items:
+                digest = newest.items[0].digest
+                pull = f"{host}/{info.full_name}@{digest}"
+        size = await self.packages.image_size(actor, info.full_name, digest) if digest else None
         may_manage = await self.packages.can(actor, info.full_name, Action.MANAGE)  # the settings link
-        return self.render(request, "package.html", package=info, pull=pull, recent=tagged, may_manage=may_manage)
+        return self.render(
+            request, "package.html", package=info, pull=pull, size=size, recent=tagged, may_manage=may_manage
+        )
 
     async def versions(self, request: Request) -> Response:
         actor = await self.viewer(request)
