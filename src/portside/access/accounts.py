@@ -10,6 +10,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NewType
 
 from sqlalchemy import Connection, delete, or_, select, update
 
@@ -25,9 +26,13 @@ from portside.metadata.schema import (
     repositories,
     team_members,
     teams,
+    web_sessions,
 )
 from portside.registry.references import NAME_RE
 
+# The sign-in page reads at most 256 characters: a longer password could never be used there.
+PASSWORD_MIN, PASSWORD_MAX = 8, 256
+PasswordHash = NewType("PasswordHash", str)  # argon2id, from hash_new_password only
 ACCOUNT_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){0,38}")
 TEAM_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
@@ -140,6 +145,48 @@ def delete_account(conn: Connection, name: str, kind: str, *, actor: str = "cli"
     account = get_account(conn, name, kind)
     conn.execute(delete(accounts).where(accounts.c.id == account.id))
     record(conn, actor, f"{kind}.delete", name)
+
+
+def hash_new_password(password: str) -> PasswordHash:
+    """Check a new password's length and hash it (argon2id). Slow on purpose: call it before the
+    write transaction, not inside it, so that other writes do not wait for it."""
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise AccessError(f"a password has {PASSWORD_MIN} to {PASSWORD_MAX} characters, not {len(password)}")
+    return PasswordHash(secrets.hash_password(password))
+
+
+def _end_sessions(conn: Connection, user_id: int) -> int:
+    """Sign the user out of every browser at once: their sessions' rows go."""
+    return conn.execute(delete(web_sessions).where(web_sessions.c.user_id == user_id)).rowcount
+
+
+def set_password(conn: Connection, name: str, password_hash: PasswordHash | None, *, actor: str = "cli") -> Account:
+    """Set a user's password (None: remove it, tokens only). Every browser signed in as the user is
+    signed out, so that whoever knew the old password loses the sessions it opened."""
+    user = get_account(conn, name, "user")
+    conn.execute(update(accounts).where(accounts.c.id == user.id).values(password_hash=password_hash))
+    ended = _end_sessions(conn, user.id)
+    record(conn, actor, "user.password", name, {"removed": password_hash is None, "sessions_ended": ended})
+    return get_account(conn, name, "user")
+
+
+def set_site_admin(conn: Connection, name: str, admin: bool, *, actor: str = "cli") -> Account:
+    user = get_account(conn, name, "user")
+    conn.execute(update(accounts).where(accounts.c.id == user.id).values(is_site_admin=admin))
+    record(conn, actor, "user.site_admin", name, {"admin": admin})
+    return get_account(conn, name, "user")
+
+
+def set_disabled(conn: Connection, name: str, disabled: bool, *, actor: str = "cli") -> Account:
+    """Disable a user (sessions end now; tokens and passwords are refused while disabled, since every
+    check reads the flag) or enable them again (their tokens work again, their sessions do not)."""
+    user = get_account(conn, name, "user")
+    conn.execute(update(accounts).where(accounts.c.id == user.id).values(is_disabled=disabled))
+    if disabled:
+        record(conn, actor, "user.disable", name, {"sessions_ended": _end_sessions(conn, user.id)})
+    else:
+        record(conn, actor, "user.enable", name)
+    return get_account(conn, name, "user")
 
 
 def create_org(conn: Connection, name: str, owner: str, *, actor: str = "cli") -> Account:
@@ -274,6 +321,18 @@ def add_team_member(conn: Connection, org: str, team: str, user: str, *, actor: 
     if already is None:
         conn.execute(team_members.insert().values(team_id=team_id, user_id=user_account.id))
     record(conn, actor, "team.member", f"{org}/{team}/{user}")
+
+
+def remove_team_member(conn: Connection, org: str, team: str, user: str, *, actor: str = "cli") -> None:
+    """Take a user out of a team (they stay a member of the organization)."""
+    team_id = _team_id(conn, org, team)
+    user_account = get_account(conn, user, "user")
+    removed = conn.execute(
+        delete(team_members).where(team_members.c.team_id == team_id, team_members.c.user_id == user_account.id)
+    ).rowcount
+    if not removed:
+        raise NotFound(f"{user} is not in team {org}/{team}")
+    record(conn, actor, "team.remove_member", f"{org}/{team}/{user}")
 
 
 def teams_of(conn: Connection, org: str) -> list[tuple[str, list[str]]]:

@@ -156,6 +156,46 @@ def user_delete(
     _done(f"deleted user {name}", {"deleted": name}, as_json)
 
 
+@user_app.command("password")
+def user_password(
+    name: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin instead of prompting.")
+    ] = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Set a user's password for the web pages; it signs them out of every browser."""
+    if not password_stdin and not sys.stdin.isatty():
+        _fail("stdin is not a terminal, so there is no one to ask: pass --password-stdin to read the password from it")
+    try:
+        hashed = acc.hash_new_password(_read_password())
+    except acc.AccessError as exc:
+        _fail(str(exc))
+        return
+    user = _write(config, data_dir, lambda c: acc.set_password(c, name, hashed))
+    _done(f"set the password of {name}; their browser sessions have ended", _user_row(user), as_json)
+
+
+@user_app.command("disable")
+def user_disable(
+    name: str, config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False
+) -> None:
+    """Disable a user: signed out at once, tokens and password refused until enabled."""
+    user = _write(config, data_dir, lambda c: acc.set_disabled(c, name, True))
+    _done(f"disabled {name}; their sessions have ended and their tokens are refused", _user_row(user), as_json)
+
+
+@user_app.command("enable")
+def user_enable(
+    name: str, config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False
+) -> None:
+    """Enable a disabled user again (their tokens work again)."""
+    user = _write(config, data_dir, lambda c: acc.set_disabled(c, name, False))
+    _done(f"enabled {name}", _user_row(user), as_json)
+
+
 # -- tokens ----------------------------------------------------------------------------------------
 
 
@@ -326,6 +366,20 @@ def team_add_member(
     """Add an organization member to a team."""
     _write(config, data_dir, lambda c: acc.add_team_member(c, org, team, user))
     _done(f"added {user} to {org}/{team}", {"team": f"{org}/{team}", "user": user}, as_json)
+
+
+@team_app.command("remove-member")
+def team_remove_member(
+    org: str,
+    team: str,
+    user: str,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Take a user out of a team (they stay a member of the organization)."""
+    _write(config, data_dir, lambda c: acc.remove_team_member(c, org, team, user))
+    _done(f"removed {user} from {org}/{team}", {"team": f"{org}/{team}", "removed": user}, as_json)
 
 
 @team_app.command("list")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import anyio
 from sqlalchemy import Connection, delete, select, update
 
 from portside.access import accounts as acc
@@ -46,6 +47,16 @@ class BatchResult:
 class OrgInfo:
     account: acc.Account
     role: str | None  # the actor's role in it, if a member
+
+
+@dataclass(frozen=True, slots=True)
+class OrgSettingsView:
+    """What an organization's settings page shows its owners and site admins."""
+
+    account: acc.Account
+    role: str | None  # the actor's role in it; None for a site admin who is not a member
+    members: list[tuple[str, str]]  # (user, role), by name
+    teams: list[tuple[str, list[str]]]  # (team, members), by name
 
 
 def _aware(moment: datetime) -> datetime:
@@ -313,9 +324,51 @@ class Management:
         self._site_admin(actor, Action.PULL, "list users")
         return await self._read(acc.list_accounts, "user")
 
-    async def create_user(self, actor: Actor, name: str, *, site_admin: bool) -> acc.Account:
+    async def create_user(
+        self, actor: Actor, name: str, *, site_admin: bool, password: str | None = None
+    ) -> acc.Account:
+        """A new user; without a password they sign in with tokens only."""
         self._site_admin(actor, Action.MANAGE, "create users")
-        return await self._write(acc.create_user, name, admin=site_admin, actor=actor.name or "-")
+        hashed = await self._hash(password) if password is not None else None
+
+        def change(conn: Connection) -> acc.Account:
+            user = acc.create_user(conn, name, admin=site_admin, actor=actor.name or "-")
+            return acc.set_password(conn, name, hashed, actor=actor.name or "-") if hashed else user
+
+        return await self._write(change)
+
+    @staticmethod
+    async def _hash(password: str) -> acc.PasswordHash:
+        """argon2 takes tens of milliseconds of CPU: off the event loop and outside the write."""
+        try:
+            return await anyio.to_thread.run_sync(acc.hash_new_password, password)
+        except acc.AccessError as exc:
+            raise _translated(exc) from None
+
+    async def set_password(self, actor: Actor, name: str, password: str | None) -> acc.Account:
+        """Set (None: remove) a user's password; every browser signed in as them is signed out."""
+        self._site_admin(actor, Action.MANAGE, "set passwords")
+        hashed = await self._hash(password) if password is not None else None
+        return await self._write(acc.set_password, name, hashed, actor=actor.name or "-")
+
+    async def set_site_admin(self, actor: Actor, name: str, admin: bool) -> acc.Account:
+        self._site_admin(actor, Action.MANAGE, "make or remove site admins")
+        if name == actor.name and not admin:
+            raise Conflict(
+                f"you are signed in as {name} and cannot remove your own site admin role (you would lock yourself "
+                "out); another site admin can"
+            )
+        return await self._write(acc.set_site_admin, name, admin, actor=actor.name or "-")
+
+    async def set_disabled(self, actor: Actor, name: str, disabled: bool) -> acc.Account:
+        """Disable a user (signed out at once, tokens refused) or enable them again."""
+        self._site_admin(actor, Action.MANAGE, "disable or enable users")
+        if name == actor.name and disabled:
+            raise Conflict(
+                f"you are signed in as {name} and cannot disable your own account (you would lock yourself out); "
+                "another site admin can"
+            )
+        return await self._write(acc.set_disabled, name, disabled, actor=actor.name or "-")
 
     async def delete_user(self, actor: Actor, name: str) -> None:
         self._site_admin(actor, Action.MANAGE, "delete users")
@@ -386,6 +439,20 @@ class Management:
 
         await self._write(change)
 
+    async def org_settings(self, actor: Actor, org: str) -> OrgSettingsView:
+        """Everything the settings page shows, for owners and site admins. Someone outside the
+        organization is told it does not exist (as on github.com); a member, that only owners may."""
+        role = await self._org_role(actor, org)
+        if role is None and not actor.site_admin:
+            raise NotFound(f"organization {org} does not exist")
+        await self._org_owner(actor, org, f"change the settings of {org}")
+
+        def query(conn: Connection) -> OrgSettingsView:
+            account = acc.get_account(conn, org, "org")
+            return OrgSettingsView(account, role, acc.org_members_of(conn, org), acc.teams_of(conn, org))
+
+        return await self._read(query)
+
     async def teams(self, actor: Actor, org: str) -> list[tuple[str, list[str]]]:
         await self._org_member(actor, org, f"see the teams of {org}")
         return await self._read(acc.teams_of, org)
@@ -409,6 +476,11 @@ class Management:
             return user not in found[team]
 
         return await self._write(change)
+
+    async def remove_team_member(self, actor: Actor, org: str, team: str, user: str) -> None:
+        """Take a user out of a team; they stay a member of the organization."""
+        await self._org_owner(actor, org, f"change the teams of {org}")
+        await self._write(acc.remove_team_member, org, team, user, actor=actor.name or "-")
 
     # -- audit ---------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ another origin is refused before its token is even looked at.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets as random
@@ -249,6 +250,8 @@ class Site:
         actor = await self.viewer(request)
         if actor.anonymous:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            if request.method not in ("GET", "HEAD"):  # a form's address answers POST only: start over
+                target = "/"
             raise PageError(
                 303, "Sign in", "Sign in to see this page.", "", {"Location": f"/login?next={quote(target, safe='')}"}
             )
@@ -287,11 +290,17 @@ class Site:
         )
 
     def notify(self, request: Request, response: Response, message: str) -> None:
-        """A one-line notice shown on the next page (after a form's redirect)."""
-        self._set_cookie(request, response, NOTICE_COOKIE, message, max_age=60)
+        """A one-line notice shown on the next page (after a form's redirect). Encoded, because a
+        cookie carries only a few ASCII characters and notices quote names and notes."""
+        encoded = base64.urlsafe_b64encode(message.encode()).decode()
+        self._set_cookie(request, response, NOTICE_COOKIE, encoded, max_age=60)
 
     def _notice(self, request: Request) -> str | None:
-        return self._cookie(request, NOTICE_COOKIE)
+        encoded = self._cookie(request, NOTICE_COOKIE)
+        try:
+            return base64.urlsafe_b64decode(encoded).decode() if encoded else None
+        except ValueError:  # signed by us, so only an older format could get here
+            return None
 
     # -- forms ---------------------------------------------------------------------------------
 
@@ -348,6 +357,13 @@ class Site:
         if message:
             self.notify(request, response, message)
         return response
+
+
+def sentence(message: str) -> str:
+    """A service's message (no full stop, as in the API's JSON) as a sentence on a page. Its first
+    letter stays as it is: it is often a user name, and names are lowercase."""
+    message = message.strip()
+    return message if message.endswith((".", "!", "?")) else f"{message}."
 
 
 def safe_next(value: str | None) -> str:
