@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NewType
 
-from sqlalchemy import Connection, delete, or_, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from portside.access import secrets
 from portside.access.audit import record
-from portside.access.policy import SCOPES, VISIBILITIES, Role
+from portside.access.policy import SCOPES, VISIBILITIES
 from portside.clock import now
 from portside.metadata.schema import (
     accounts,
@@ -589,14 +589,3 @@ def grants_of(conn: Connection, name: str) -> list[tuple[str, str, str]]:
         .where(package_grants.c.repository_id == package_id)
     ).all()
     return sorted([("user", n, r) for n, r in users] + [("team", f"{owner}/{n}", r) for n, r in team_rows])
-
-
-def highest_grant(conn: Connection, package_id: int, user_id: int) -> Role:
-    team_ids = select(team_members.c.team_id).where(team_members.c.user_id == user_id)
-    roles = conn.execute(
-        select(package_grants.c.role).where(
-            package_grants.c.repository_id == package_id,
-            or_(package_grants.c.user_id == user_id, package_grants.c.team_id.in_(team_ids)),
-        )
-    ).scalars()
-    return max((Role.parse(role) for role in roles), default=Role.NONE)

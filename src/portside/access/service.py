@@ -13,18 +13,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, select, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, or_, select, update
 
 from portside.access import secrets
-from portside.access.accounts import highest_grant
 from portside.access.audit import record
 from portside.access.bearer import Claims, Grant, InvalidToken, TokenSigner
-from portside.access.policy import ANONYMOUS, REGISTRY_ACTIONS, Action, Actor, Decision, Facts, decide
+from portside.access.policy import ANONYMOUS, REGISTRY_ACTIONS, Action, Actor, Decision, Facts, Role, decide
 from portside.access.ratelimit import FailureLimiter
 from portside.access.visibility import readable
 from portside.clock import now
 from portside.metadata.database import Database
-from portside.metadata.schema import accounts, org_members, package_grants, personal_tokens, repositories
+from portside.metadata.schema import (
+    accounts,
+    org_members,
+    package_grants,
+    personal_tokens,
+    repositories,
+    team_members,
+)
 
 LAST_USED_EVERY = 60.0  # seconds between last-used updates of one token
 
@@ -74,6 +80,58 @@ class Access:
                 )
             )
             .where(accounts.c.id == bindparam("user_id"))
+        )
+        self._prepare_facts()
+
+    def _prepare_facts(self) -> None:
+        """The decision function's facts in two prepared reads: every page view, API call and
+        registry request with Basic credentials asks for them, often several times."""
+        role = (
+            select(org_members.c.role)
+            .where(org_members.c.org_id == accounts.c.id, org_members.c.user_id == bindparam("user_id"))
+            .scalar_subquery()
+        )
+        self._facts_query = self.db.query(
+            select(
+                accounts.c.id,
+                accounts.c.kind,
+                accounts.c.registry_enabled,
+                role,
+                repositories.c.id,
+                repositories.c.visibility,
+            )
+            .select_from(accounts.outerjoin(repositories, repositories.c.name == bindparam("package")))
+            .where(accounts.c.name == bindparam("owner"))
+        )
+        teams = select(team_members.c.team_id).where(team_members.c.user_id == bindparam("user_id"))
+        self._grants_query = self.db.query(
+            select(package_grants.c.role).where(
+                package_grants.c.repository_id == bindparam("package_id"),
+                or_(package_grants.c.user_id == bindparam("user_id"), package_grants.c.team_id.in_(teams)),
+            )
+        )
+
+    async def facts(self, actor: Actor, package: str) -> Facts:
+        """What the database says about the package's namespace and the actor's relation to it."""
+        owner = package.split("/", 1)[0] if "/" in package else ""
+        row = await self.db.fetch_one(self._facts_query, owner=owner, package=package, user_id=actor.user_id)
+        if row is None:
+            return Facts(package=package, owner_exists=False)
+        owner_id, kind, registry_enabled, org_role, package_id, visibility = row
+        granted = Role.NONE
+        if package_id is not None and actor.user_id is not None:
+            roles = await self.db.fetch(self._grants_query, package_id=package_id, user_id=actor.user_id)
+            granted = max((Role.parse(role) for (role,) in roles), default=Role.NONE)
+        return Facts(
+            package=package,
+            owner_exists=True,
+            owner_kind=kind,
+            registry_enabled=kind != "org" or bool(registry_enabled),
+            actor_owns_namespace=kind == "user" and owner_id == actor.user_id,
+            org_role=org_role if kind == "org" else None,
+            package_exists=package_id is not None,
+            visibility=visibility if package_id is not None else "private",
+            granted=granted,
         )
 
     # -- authentication ------------------------------------------------------------------------
@@ -193,7 +251,7 @@ class Access:
     # -- authorisation -------------------------------------------------------------------------
 
     async def decide(self, actor: Actor, package: str, action: Action) -> Decision:
-        return decide(actor, await self.db.read(gather_facts, actor, package), action)
+        return decide(actor, await self.facts(actor, package), action)
 
     async def audit(self, actor: Actor, action: str, target: str, client: str, **detail: object) -> None:
         await self.db.write(record, actor.name or "-", action, target, detail or None, client)
@@ -221,7 +279,7 @@ class Access:
         return create
 
     async def grants(self, actor: Actor, package: str, actions: set[Action]) -> tuple[Action, ...]:
-        facts = await self.db.read(gather_facts, actor, package)
+        facts = await self.facts(actor, package)
         return tuple(a for a in REGISTRY_ACTIONS if a in actions and decide(actor, facts, a).allowed)
 
     async def issue(self, auth: Authenticated | None, scopes: list[str], *, refresh: bool) -> dict[str, object]:
@@ -325,33 +383,4 @@ def _token_actor(name: str, user_id: int, site_admin: bool, row: object) -> Acto
         scopes=frozenset(row.scopes.split(",")),  # type: ignore[attr-defined]
         only=tuple(json.loads(only)) if only else None,
         token_expires_at=row.expires_at,  # type: ignore[attr-defined]
-    )
-
-
-def gather_facts(conn: Connection, actor: Actor, package: str) -> Facts:
-    owner_name = package.split("/", 1)[0] if "/" in package else ""
-    owner = conn.execute(
-        select(accounts.c.id, accounts.c.kind, accounts.c.registry_enabled).where(accounts.c.name == owner_name)
-    ).first()
-    if owner is None:
-        return Facts(package=package, owner_exists=False)
-    org_role = None
-    if owner.kind == "org" and actor.user_id is not None:
-        org_role = conn.execute(
-            select(org_members.c.role).where(org_members.c.org_id == owner.id, org_members.c.user_id == actor.user_id)
-        ).scalar()
-    row = conn.execute(
-        select(repositories.c.id, repositories.c.visibility).where(repositories.c.name == package)
-    ).first()
-    granted = highest_grant(conn, row.id, actor.user_id) if row is not None and actor.user_id is not None else None
-    return Facts(
-        package=package,
-        owner_exists=True,
-        owner_kind=owner.kind,
-        registry_enabled=owner.kind != "org" or owner.registry_enabled,
-        actor_owns_namespace=owner.kind == "user" and owner.id == actor.user_id,
-        org_role=org_role,
-        package_exists=row is not None,
-        visibility=row.visibility if row is not None else "private",
-        **({"granted": granted} if granted is not None else {}),
     )

@@ -100,6 +100,8 @@ manifests = Table(
     Column("updated_at", DateTime(timezone=True)),
     UniqueConstraint("repository_id", "digest", name="uq_manifests_repository_digest"),
     Index("ix_manifests_subject", "repository_id", "subject_digest"),
+    # A package's versions newest first, a page at a time, without sorting every version.
+    Index("ix_manifests_listing", "repository_id", "created_at", "id"),
 )
 
 manifest_references = Table(

@@ -497,7 +497,9 @@ def _versions(conn: Connection, repository_id: int, rows: Sequence[Row[Any]]) ->
         .where(
             manifest_references.c.digest.in_([row.digest for row in rows]),
             manifest_references.c.kind == "manifest",
-            parents.c.repository_id == repository_id,
+            # "+ 0": look the 30 digests up in the references' digest index, rather than walk every
+            # manifest of the package and probe each (SQLite's choice otherwise: 11 ms at 1,000 versions).
+            parents.c.repository_id + 0 == repository_id,
             parents.c.deleted_at.is_(None),
         )
         .order_by(parents.c.id)
