@@ -207,6 +207,8 @@ def test_owner_packages_filter_by_visibility_and_name_and_page_by_thirty(site: S
     found = site.ok("/users/paige/packages", "anonymous", params={"q": "PAGE-1"})
     assert sorted(re.findall(r">(page-\d\d)</a>", found)) == [f"page-1{i}" for i in range(10)]
     assert 'value="PAGE-1"' in found and '<label for="q">' in found
+    for wildcard in ("%", "_", "\\"):  # searched for as themselves, not as LIKE patterns
+        assert "0 packages" in text_of(site.ok("/users/paige/packages", params={"q": wildcard})), wildcard
     # Filters survive paging; bad filters and pages are a 400 page, not a crash.
     paged = site.ok("/users/paige/packages", params={"q": "page", "page": 1})
     assert 'href="/users/paige/packages?q=page&amp;page=2"' in paged

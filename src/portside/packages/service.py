@@ -252,8 +252,18 @@ class Packages:
         return await self.db.read(query)
 
     async def list(
-        self, actor: Actor, owner: Owner, *, visibility: str | None, deleted: bool, page: int, per_page: int
+        self,
+        actor: Actor,
+        owner: Owner,
+        *,
+        visibility: str | None,
+        deleted: bool,
+        page: int,
+        per_page: int,
+        search: str = "",
     ) -> Page[PackageInfo]:
+        """A page of the owner's packages by name; `search` keeps those whose name contains it
+        (any case)."""
         offset, limit = window(page, per_page)
         if deleted:
             # Deleted packages: only to those who may restore them.
@@ -265,6 +275,9 @@ class Packages:
             condition = and_(repositories.c.owner_id == owner.id, repositories.c.deleted_at.is_(None), readable(actor))
         if visibility:
             condition = and_(condition, repositories.c.visibility == visibility)
+        if search:
+            pattern = f"{_escape(owner.login)}/%{_escape(search)}%"
+            condition = and_(condition, repositories.c.name.ilike(pattern, escape="\\"))
 
         def query(conn: Connection) -> Page[PackageInfo]:
             total = conn.execute(select(func.count()).select_from(repositories).where(condition)).scalar_one()

@@ -28,7 +28,6 @@ from portside.http.web.site import (
 from portside.packages.details import VersionDetails
 from portside.packages.manage import Management, OrgInfo
 from portside.packages.service import (
-    MAX_WINDOW,
     Forbidden,
     NotFound,
     Owner,
@@ -37,7 +36,6 @@ from portside.packages.service import (
     VersionInfo,
 )
 
-SCAN = 100  # the service's largest page, used when the web layer filters what the service cannot
 VISIBILITIES = ("public", "private", "internal")
 HOME_OWNERS = 50  # owners with public packages shown on the home page
 GET = ["GET", "HEAD"]
@@ -130,23 +128,10 @@ class Web:
             )
         q = (request.query_params.get("q") or "").strip()
         page = page_number(request)
-        if not q:
-            found = await self.packages.list(
-                actor, owner, visibility=visibility, deleted=False, page=page, per_page=PER_PAGE
-            )
-            items, total = found.items, found.total
-        else:  # the service has no name search: scan its pages and keep what matches
-            matches: list[PackageInfo] = []
-            scan = 1
-            while True:
-                chunk = await self.packages.list(
-                    actor, owner, visibility=visibility, deleted=False, page=scan, per_page=SCAN
-                )
-                matches += [p for p in chunk.items if q.lower() in p.name.lower()]
-                if scan * SCAN >= min(chunk.total, MAX_WINDOW):
-                    break
-                scan += 1
-            items, total = matches[(page - 1) * PER_PAGE : page * PER_PAGE], len(matches)
+        found = await self.packages.list(
+            actor, owner, visibility=visibility, deleted=False, page=page, per_page=PER_PAGE, search=q
+        )
+        items, total = found.items, found.total
         return self.render(
             request,
             "packages.html",
