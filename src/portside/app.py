@@ -30,7 +30,7 @@ from portside.http.api.routes import PackagesApi
 from portside.http.auth import RegistryAuth
 from portside.http.base_url import BaseUrl
 from portside.http.distribution.routes import Distribution
-from portside.http.errors import http_error, registry_error, unexpected_error
+from portside.http.errors import http_errors, registry_error, unexpected_error
 from portside.http.token.routes import TokenService
 from portside.http.web.admin import SiteAdmin
 from portside.http.web.orgs import OrgSettings
@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware=[Middleware(AccessLog, json_format=settings.log_format == "json")],
         exception_handlers={
             RegistryError: registry_error,
-            HTTPException: http_error,
+            HTTPException: http_errors(site.unknown),
             Exception: unexpected_error,
         },
         lifespan=lifespan,

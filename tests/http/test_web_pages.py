@@ -442,3 +442,16 @@ def test_registry_and_api_routes_are_not_shadowed(site: Site) -> None:
     assert site.http.get("/api/v3/openapi.json").status_code == 200
     assert site.http.get("/token").status_code in (200, 401)
     assert site.http.head("/").status_code == 200
+
+
+def test_a_browser_gets_pages_for_unknown_addresses_and_machines_keep_json(site: Site) -> None:
+    html_accept = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    missing = site.page("/no/such/page", headers=html_accept)
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    assert "does not exist, or you are not allowed to see it" in text_of(missing.text)
+    form_only = site.page("/logout", headers=html_accept)
+    assert form_only.status_code == 405 and "is a form's address" in text_of(form_only.text)
+    # The registry, the APIs and clients that do not ask for HTML keep their JSON errors.
+    for path, headers in (("/v2/no/such/thing", html_accept), ("/api/v3/nothing", html_accept), ("/nope", {})):
+        response = site.page(path, headers=headers)
+        assert response.status_code == 404 and response.headers["content-type"] == "application/json", path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -31,6 +32,28 @@ async def registry_error(_request: Request, exc: Exception) -> Response:
 
 def _github_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
+
+
+def _browser_page(request: Request) -> bool:
+    """A browser asking for a page: anything but the registry, the APIs and the token endpoint."""
+    path = request.url.path
+    machine = path.startswith(("/v2/", "/api/", "/token")) or path in ("/v2", "/healthz")
+    return not machine and "text/html" in request.headers.get("accept", "")
+
+
+PageErrors = Callable[[Request, int, str], Response]
+
+
+def http_errors(pages: PageErrors) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """Unknown paths and methods: an HTML page for a browser, the surface's JSON error otherwise."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code in (404, 405) and _browser_page(request):
+            return pages(request, exc.status_code, f"{request.method} {request.url.path}")
+        return await http_error(request, exc)
+
+    return handle
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -226,6 +226,15 @@ class Site:
         response.headers.update(headers)
         return response
 
+    def unknown(self, request: Request, status: int, what: str) -> HTMLResponse:
+        """The page for an address no page answers (404) or a method it does not take (405)."""
+        if status == 405:
+            return self.error(
+                request, 405, "Not a page", f"{what} is a form's address.", "Go back and use the form.", {}
+            )
+        error = not_found("This page")
+        return self.error(request, 404, error.title, error.message, error.hint, {})
+
     def host(self, request: Request) -> str:
         return self.base_url(request).split("://", 1)[1]
 
