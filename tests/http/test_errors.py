@@ -85,7 +85,7 @@ def test_every_answer_carries_the_api_version(client: httpx.Client, repo: str) -
         "/v2/octo/hello/referrers",
         "/v2/_catalog/more",
         "/v1/",  # (/ itself is the home page)
-        "/favicon.ico",
+        "/robots.txt",  # (/favicon.ico is the icon)
     ],
 )
 def test_unknown_paths(client: httpx.Client, path: str) -> None:
