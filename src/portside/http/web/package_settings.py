@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from portside.access.policy import VISIBILITIES, Action, Actor
+from portside.http.web.lookup import path_owner, path_package
 from portside.http.web.site import (
     PER_PAGE,
     Form,
@@ -96,21 +97,10 @@ class PackageSettings:
     # -- who and what --------------------------------------------------------------------------
 
     async def _owner(self, request: Request) -> Owner:
-        login = request.path_params["owner"]
-        kind = "org" if request.url.path.startswith("/orgs/") else "user"
-        try:
-            return await self.packages.owner(login, kind)
-        except NotFound:
-            raise not_found(f"The {'organization' if kind == 'org' else 'user'} {login}") from None
+        return await path_owner(self.packages, request)
 
     async def _package(self, request: Request, actor: Actor) -> PackageInfo:
-        """The package, or the very 404 page of a package that does not exist."""
-        owner = await self._owner(request)
-        name = request.path_params["name"].strip("/")
-        try:
-            return await self.packages.get(actor, f"{owner.login}/{name}")
-        except (NotFound, Forbidden):
-            raise not_found(f"The package {owner.login}/{name}") from None
+        return await path_package(self.packages, request, actor)
 
     async def _form(self, request: Request, back: str) -> tuple[Form, Actor]:
         """The posted form (CSRF checked) and its signed-in sender; signed out: sign in, then `back`."""

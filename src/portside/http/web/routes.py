@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from portside.access.policy import ANONYMOUS, Action, Actor
+from portside.http.web.lookup import path_owner, path_package
 from portside.http.web.site import (
     HERE,
     PER_PAGE,
@@ -81,20 +82,10 @@ class Web:
         return await self.site.viewer(request)
 
     async def _owner(self, request: Request) -> Owner:
-        login = request.path_params["owner"]
-        kind = "org" if request.url.path.startswith("/orgs/") else "user"
-        try:
-            return await self.packages.owner(login, kind)
-        except NotFound:
-            raise not_found(f"The {'organization' if kind == 'org' else 'user'} {login}") from None
+        return await path_owner(self.packages, request)
 
     async def _package(self, request: Request, actor: Actor) -> PackageInfo:
-        owner = await self._owner(request)
-        name = request.path_params["name"].strip("/")
-        try:
-            return await self.packages.get(actor, f"{owner.login}/{name}")
-        except (NotFound, Forbidden):
-            raise not_found(f"The package {owner.login}/{name}") from None
+        return await path_package(self.packages, request, actor)
 
     # -- pages ---------------------------------------------------------------------------------
 
