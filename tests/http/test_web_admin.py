@@ -35,11 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             accounts.create_user(conn, "root", password=PASSWORD, admin=True)
             accounts.create_user(conn, "ursula", password=PASSWORD)
 
-        db = s.database()
-        try:
-            db.write_sync(setup)
-        finally:
-            db.close()
+        s.write(setup)
         yield s
 
 
@@ -54,11 +50,7 @@ def name() -> str:
 
 
 def db(server: Server, fn: Callable[..., Any], *args: Any) -> Any:
-    database = server.database()
-    try:
-        return database.read_sync(fn, *args)
-    finally:
-        database.close()
+    return server.read(fn, *args)
 
 
 def user(server: Server, who: str) -> accounts.Account:
@@ -66,11 +58,7 @@ def user(server: Server, who: str) -> accounts.Account:
 
 
 def make_user(server: Server, who: str, password: str | None = PASSWORD) -> None:
-    database = server.database()
-    try:
-        database.write_sync(lambda conn: accounts.create_user(conn, who, password=password))
-    finally:
-        database.close()
+    server.write(lambda conn: accounts.create_user(conn, who, password=password))
 
 
 def sessions_of(server: Server, who: str) -> int:

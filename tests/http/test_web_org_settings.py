@@ -38,11 +38,7 @@ def _accounts(conn: Connection) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(tmp_path_factory.mktemp("orgs"), "web-orgs", extra_args=["--workers", "1"], env=ENV) as s:
-        db = s.database()
-        try:
-            db.write_sync(_accounts)
-        finally:
-            db.close()
+        s.write(_accounts)
         yield s
 
 
@@ -53,11 +49,7 @@ def olga(server: Server) -> Iterator[httpx.Client]:
 
 
 def read(server: Server, fn: object, *args: object) -> object:
-    db = server.database()
-    try:
-        return db.read_sync(fn, *args)  # type: ignore[arg-type]
-    finally:
-        db.close()
+    return server.read(fn, *args)  # type: ignore[arg-type]
 
 
 def members(server: Server) -> dict[str, str]:

@@ -56,11 +56,7 @@ class World:
     admin: httpx.Client  # the bootstrap site admin (Basic)
 
     def db(self, change: Any) -> Any:
-        db = self.server.database()
-        try:
-            return db.write_sync(change)
-        finally:
-            db.close()
+        return self.server.write(change)
 
     def browser(self, user: str) -> Any:
         return sign_in(self.server.url, user, PASSWORD, event_hooks=HOOKS)
@@ -151,11 +147,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with running_server(
         tmp_path_factory.mktemp("settings"), "web-package-settings", extra_args=["--workers", "1"], env=ENV
     ) as server:
-        db = server.database()
-        try:
-            tokens = db.write_sync(_accounts)
-        finally:
-            db.close()
+        tokens = server.write(_accounts)
         with (
             httpx.Client(base_url=server.url, timeout=60, event_hooks=HOOKS) as http,
             server.client(event_hooks=HOOKS) as admin,

@@ -76,11 +76,7 @@ class Site:
             for user, role in (grants or {}).items():
                 accounts.grant(conn, package, role, user=user)
 
-        db = self.server.database()
-        try:
-            db.write_sync(change)
-        finally:
-            db.close()
+        self.server.write(change)
 
     def package(self, owner: str, prefix: str, visibility: str = "public", **push: Any) -> str:
         name = f"{owner}/{prefix}-{uuid.uuid4().hex[:8]}"
@@ -115,11 +111,7 @@ def _accounts(conn: Connection) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     with running_server(tmp_path_factory.mktemp("web"), "web-pages", extra_args=["--workers", "1"], env=ENV) as server:
-        db = server.database()
-        try:
-            tokens = db.write_sync(_accounts)
-        finally:
-            db.close()
+        tokens = server.write(_accounts)
         hooks = {"response": [_no_server_error]}
         with (
             httpx.Client(base_url=server.url, timeout=60, event_hooks=hooks) as http,

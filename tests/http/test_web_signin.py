@@ -44,11 +44,7 @@ def _accounts(conn: Connection) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(tmp_path_factory.mktemp("signin"), "web-signin", extra_args=["--workers", "1"], env=ENV) as s:
-        db = s.database()
-        try:
-            db.write_sync(_accounts)
-        finally:
-            db.close()
+        s.write(_accounts)
         yield s
 
 
@@ -102,11 +98,7 @@ def test_the_database_keeps_only_a_hash_of_the_session(server: Server) -> None:
     with sign_in(server.url, "wendy", PASSWORD) as browser:
         signed = browser.cookies["portside_session"]
         secret = signed.rsplit(".", 1)[0]  # itsdangerous: value.signature
-        db = server.database()
-        try:
-            hashes = db.read_sync(lambda conn: [row.secret_hash for row in conn.execute(select(web_sessions))])
-        finally:
-            db.close()
+        hashes = server.read(lambda conn: [row.secret_hash for row in conn.execute(select(web_sessions))])
         assert hashlib.sha256(secret.encode()).hexdigest() in hashes
         assert all(secret not in h for h in hashes)
 
@@ -189,15 +181,11 @@ def test_a_tampered_cookie_is_ignored(server: Server) -> None:
 def test_disabling_a_user_ends_their_sessions(server: Server) -> None:
     with sign_in(server.url, "dora", PASSWORD) as browser:
         assert "Sign out" in browser.get("/").text
-        db = server.database()
-        try:
-            db.write_sync(
-                lambda conn: conn.execute(
-                    update(accounts_table).where(accounts_table.c.name == "dora").values(is_disabled=True)
-                )
+        server.write(
+            lambda conn: conn.execute(
+                update(accounts_table).where(accounts_table.c.name == "dora").values(is_disabled=True)
             )
-        finally:
-            db.close()
+        )
         assert "Sign out" not in browser.get("/").text
     with httpx.Client(base_url=server.url) as again:
         response = submit(again, "/login", "/login", username="dora", password=PASSWORD, next="/")
@@ -217,11 +205,7 @@ def test_sign_in_is_rate_limited(tmp_path: Path) -> None:
         running_server(tmp_path, "web-signin-limit", extra_args=["--workers", "1"], env=ENV) as server,
         httpx.Client(base_url=server.url, timeout=60) as browser,
     ):
-        db = server.database()
-        try:
-            db.write_sync(_accounts)
-        finally:
-            db.close()
+        server.write(_accounts)
         for _ in range(MAX_FAILURES):
             assert submit(browser, "/login", "/login", username="limited", password="wrong").status_code == 401
         # Now even the right password waits: guessing is slowed, the message says for how long.

@@ -31,11 +31,7 @@ NEW = "/settings/tokens/new"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(tmp_path_factory.mktemp("tokens"), "web-tokens", extra_args=["--workers", "1"], env=ENV) as s:
-        db = s.database()
-        try:
-            db.write_sync(lambda conn: [accounts.create_user(conn, u, password=PASSWORD) for u in ("tina", "otto")])
-        finally:
-            db.close()
+        s.write(lambda conn: [accounts.create_user(conn, u, password=PASSWORD) for u in ("tina", "otto")])
         yield s
 
 
@@ -58,11 +54,7 @@ def generate(browser: httpx.Client, note: str, scopes: list[str], **fields: str)
 
 
 def token_infos(server: Server, user: str) -> dict[str, accounts.TokenInfo]:
-    db = server.database()
-    try:
-        return {t.note: t for t in db.read_sync(accounts.list_tokens, user)}
-    finally:
-        db.close()
+    return {t.note: t for t in server.read(accounts.list_tokens, user)}
 
 
 def registry(server: Server, user: str, token: str) -> httpx.Client:

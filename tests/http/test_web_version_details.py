@@ -66,11 +66,7 @@ class Site:
         return f"alice/{prefix}-{uuid.uuid4().hex[:8]}"
 
     def visibility(self, package: str, visibility: str) -> None:
-        db = self.server.database()
-        try:
-            db.write_sync(lambda conn: accounts.set_visibility(conn, package, visibility))
-        finally:
-            db.close()
+        self.server.write(lambda conn: accounts.set_visibility(conn, package, visibility))
 
     def ids(self, package: str) -> dict[str, int]:
         """digest -> version id, from the REST API (as the site admin)."""
@@ -103,11 +99,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     with running_server(
         tmp_path_factory.mktemp("web-details"), "web-version-details", extra_args=["--workers", "1"], env=ENV
     ) as server:
-        db = server.database()
-        try:
-            tokens = db.write_sync(_accounts)
-        finally:
-            db.close()
+        tokens = server.write(_accounts)
         hooks = {"response": [_no_server_error]}
         with (
             httpx.Client(base_url=server.url, timeout=60, event_hooks=hooks) as http,
@@ -493,11 +485,7 @@ def test_thousands_of_referrers_are_counted_and_the_newest_grouped(site: Site) -
             ],
         )
 
-    db = site.server.database()
-    try:
-        db.write_sync(insert)
-    finally:
-        db.close()
+    site.server.write(insert)
     sbom = push_artifact(site.admin, name, image, SPDX)  # the newest
     site.visibility(name, "public")
     ids = site.ids(name)

@@ -13,16 +13,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 
 from portside.access import accounts
 from portside.metadata.database import Database, make_engine
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "test-output"
 
@@ -142,6 +144,21 @@ class Server:
     def database(self) -> Database:
         """The server's metadata database, for test set-up that the CLI would otherwise do (faster)."""
         return Database(make_engine(f"sqlite:///{self.data_dir.resolve() / 'portside.db'}"))
+
+    def write(self, change: Callable[..., T], *args: Any) -> T:
+        """Run `change(conn, *args)` in one write transaction on the server's database."""
+        db = self.database()
+        try:
+            return db.write_sync(change, *args)
+        finally:
+            db.close()
+
+    def read(self, query: Callable[..., T], *args: Any) -> T:
+        db = self.database()
+        try:
+            return db.read_sync(query, *args)
+        finally:
+            db.close()
 
     def _create_namespaces(self) -> None:
         db = self.database()
