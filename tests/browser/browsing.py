@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urljoin
 
 import pytest
-from playwright.sync_api import ConsoleMessage, Frame, Page, Request, Response
+from playwright.sync_api import Browser, ConsoleMessage, Frame, Locator, Page, Request, Response
 
 from tests.support.server import OUTPUT, ROOT
 
@@ -118,3 +119,86 @@ class Axe:
 
 class Visit(Protocol):
     def __call__(self, path: str, status: int = 200) -> Response: ...
+
+
+def open_tab(browser: Browser, options: dict[str, Any], guard: Guard) -> Page:
+    """A page in a browser context of its own (its own cookies: one person), watched by the guard."""
+    context = browser.new_context(**options)
+    context.set_default_timeout(10_000)
+    tab = context.new_page()
+    tab.on("console", guard.on_console)
+    tab.on("pageerror", guard.on_page_error)
+    tab.on("requestfailed", guard.on_request_failed)
+    tab.on("response", guard.on_response)
+    tab.on("framenavigated", guard.on_navigated)
+    return tab
+
+
+def close_tab(tab: Page, name: str) -> None:
+    """Save a full-page screenshot as test-output/screenshots/NAME.png, then close the tab's context."""
+    try:
+        if tab.url != "about:blank":
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            tab.screenshot(path=SCREENSHOTS / f"{safe_name(name)}.png", full_page=True)
+    finally:
+        tab.context.close()
+
+
+def visitor(page: Page, guard: Guard) -> Visit:
+    """`visit(path, status=200)` for this page: open it and check its status (an error status is declared)."""
+
+    def open_page(path: str, status: int = 200) -> Response:
+        if status >= 400:
+            guard.expect_status(status, path)
+        response = page.goto(path)
+        assert response is not None, path
+        assert response.status == status, f"GET {path}: {response.status}, expected {status}"
+        return response
+
+    return open_page
+
+
+@dataclass
+class Tab:
+    """Another browser context in the same test (a second person): its page, axe and visit."""
+
+    page: Page
+    axe: Axe
+    visit: Visit
+
+
+class OpenTab(Protocol):
+    def __call__(self, label: str, **options: Any) -> Tab: ...
+
+
+class Snapshot(Protocol):
+    def __call__(self, label: str, page: Page | None = None, mask: Sequence[Locator] = ()) -> None: ...
+
+
+# Every element that reaches past the right edge of the screen, whether a box scrolls it or not: an
+# absolutely positioned one escapes a scrolling box whose position is static, and widens the page.
+STICKING_OUT = """() => {
+  const width = document.documentElement.clientWidth;
+  const out = [];
+  for (const element of document.querySelectorAll("body *")) {
+    const right = element.getBoundingClientRect().right;
+    if (right <= width + 1) continue;
+    const classes = element.className ? "." + String(element.className).split(" ").join(".") : "";
+    const name = element.tagName.toLowerCase() + classes;
+    out.push(`${name} (${getComputedStyle(element).position}) reaches x=${Math.round(right)}: ` +
+             JSON.stringify((element.textContent || "").trim().slice(0, 60)));
+  }
+  return out;
+}"""
+
+
+def no_sideways_scroll(page: Page) -> None:
+    """Nothing makes the whole page scroll sideways (a wide table may scroll within its own box)."""
+    widths = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    if widths[0] > widths[1]:
+        culprits = [line for line in page.evaluate(STICKING_OUT) if "(absolute)" in line] or page.evaluate(STICKING_OUT)
+        pytest.fail(
+            f"{page.url} is {widths[0]} px wide on a {widths[1]} px screen; sticking out:\n"
+            + "\n".join(f"  - {line}" for line in culprits[:6]),
+            pytrace=False,
+        )

@@ -15,6 +15,13 @@ Fixtures:
     visit     `visit(path, status=200)`: open a page and check its status (an error status is
               declared expected)
 
+    snapshot  `snapshot(label, page=None, mask=())`: a full-page screenshot of the page as it is now (a state
+              worth looking at before the test moves on), as test-output/screenshots/TEST--LABEL.png;
+              `mask` covers secrets (a new token) with a box
+    new_tab   `new_tab(label, **options)`: a Tab (page, axe, visit) in another browser context of the same
+              test (a second person signed in, say), watched by the same guard; its screenshot is
+              test-output/screenshots/TEST-LABEL.png
+
 `@pytest.mark.browser_context(**options)` passes options to browser.new_context (browsing.PHONE, say).
 
 Playwright's sync API keeps its own asyncio loop running in this thread for as long as it lives,
@@ -25,13 +32,28 @@ here may use asyncio itself.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Response, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
-from tests.browser.browsing import CHROMIUM, DESKTOP, SCREENSHOTS, Axe, Guard, Visit, safe_name
+from tests.browser.browsing import (
+    CHROMIUM,
+    DESKTOP,
+    SCREENSHOTS,
+    Axe,
+    Guard,
+    OpenTab,
+    Snapshot,
+    Tab,
+    Visit,
+    close_tab,
+    open_tab,
+    safe_name,
+    visitor,
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -69,39 +91,57 @@ def guard(base_url: str) -> Guard:
     return Guard(base_url.rstrip("/"))
 
 
-@pytest.fixture
-def page(browser: Browser, base_url: str, guard: Guard, request: pytest.FixtureRequest) -> Iterator[Page]:
+def context_options(request: pytest.FixtureRequest, base_url: str, **options: Any) -> dict[str, Any]:
     marker = request.node.get_closest_marker("browser_context")
-    options: dict[str, Any] = {
+    return {
         "viewport": DESKTOP,
         "locale": "en-US",
         "timezone_id": "UTC",
         "color_scheme": "light",
         **(marker.kwargs if marker else {}),
+        **options,
         "base_url": base_url,
     }
-    context = browser.new_context(**options)
-    context.set_default_timeout(10_000)
-    tab = context.new_page()
-    tab.on("console", guard.on_console)
-    tab.on("pageerror", guard.on_page_error)
-    tab.on("requestfailed", guard.on_request_failed)
-    tab.on("response", guard.on_response)
-    tab.on("framenavigated", guard.on_navigated)
+
+
+@pytest.fixture
+def page(browser: Browser, base_url: str, guard: Guard, request: pytest.FixtureRequest) -> Iterator[Page]:
+    tab = open_tab(browser, context_options(request, base_url), guard)
     try:
         yield tab
     finally:
-        try:
-            if tab.url != "about:blank":
-                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-                tab.screenshot(path=SCREENSHOTS / f"{safe_name(request.node.name)}.png", full_page=True)
-        finally:
-            context.close()
+        close_tab(tab, request.node.name)
     problems = list(guard.problems)
     if getattr(request.node, "browser_call_passed", False):  # a failed test may not have reached its axe()
         problems += [f"axe never checked {url}: call axe() on every page the test opens" for url in guard.unchecked()]
     if problems:
         pytest.fail("the browser reported problems:\n" + "\n".join(f"  - {p}" for p in problems), pytrace=False)
+
+
+@pytest.fixture
+def new_tab(
+    browser: Browser, base_url: str, guard: Guard, page: Page, request: pytest.FixtureRequest
+) -> Iterator[OpenTab]:
+    """Closed before `page` (which it needs for that), so that page's teardown reports their problems too."""
+    with ExitStack() as closing:  # every tab is closed, even when closing another one fails
+
+        def open_another(label: str, **options: Any) -> Tab:
+            name = f"{request.node.name}-{label}"
+            tab = open_tab(browser, context_options(request, base_url, **options), guard)
+            closing.callback(close_tab, tab, name)
+            return Tab(tab, Axe(tab, guard, safe_name(name)), visitor(tab, guard))
+
+        yield open_another
+
+
+@pytest.fixture
+def snapshot(page: Page, request: pytest.FixtureRequest) -> Snapshot:
+    def take(label: str, tab: Page | None = None, mask: Sequence[Locator] = ()) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{safe_name(request.node.name)}--{safe_name(label)}.png"
+        (tab or page).screenshot(path=path, full_page=True, mask=list(mask))
+
+    return take
 
 
 @pytest.fixture
@@ -111,12 +151,4 @@ def axe(page: Page, guard: Guard, request: pytest.FixtureRequest) -> Axe:
 
 @pytest.fixture
 def visit(page: Page, guard: Guard) -> Visit:
-    def open_page(path: str, status: int = 200) -> Response:
-        if status >= 400:
-            guard.expect_status(status, path)
-        response = page.goto(path)
-        assert response is not None, path
-        assert response.status == status, f"GET {path}: {response.status}, expected {status}"
-        return response
-
-    return open_page
+    return visitor(page, guard)

@@ -51,12 +51,13 @@ class Site:
         finally:
             db.close()
 
-    def users(self, *names: str, orgs: dict[str, str] | None = None) -> None:
-        """Users, and organizations given as {org: owner}."""
+    def users(self, *names: str, orgs: dict[str, str] | None = None, passwords: dict[str, str] | None = None) -> None:
+        """Users (those in `passwords` with that password, to sign in to the pages), and organizations
+        given as {org: owner}."""
 
         def create(conn: Connection) -> None:
             for name in names:
-                accounts.create_user(conn, name)
+                accounts.create_user(conn, name, password=(passwords or {}).get(name))
             for org, owner in (orgs or {}).items():
                 accounts.create_org(conn, org, owner)
 
@@ -80,6 +81,10 @@ class Site:
         pushed = push_platform_index(self.admin, package, tag, children)
         self.pushed[key] = pushed
         return pushed
+
+    def token(self, user: str, *scopes: str, note: str = "browser tests") -> str:
+        """A personal access token of `user`, made in the database as `portside token create` would."""
+        return self.write(lambda conn: accounts.create_token(conn, user, scopes, note=note)[0])
 
     def visibility(self, package: str, visibility: str) -> None:
         self.write(lambda conn: accounts.set_visibility(conn, package, visibility))

@@ -211,7 +211,9 @@ def test_version_page_shows_digest_platform_index_and_manifest(page: Page, visit
     assert details["Media type"] == "application/vnd.oci.image.manifest.v1+json"
     assert details["Platform"] == "linux/arm64"
     assert details["Tags"] == "untagged"
-    assert details["Size"] == f"{len(arm.manifest)} B"
+    doc = json.loads(arm.manifest)
+    stored = len(arm.manifest) + doc["config"]["size"] + sum(layer["size"] for layer in doc["layers"])
+    assert details["Size"] == f"{stored} B (manifest, configuration and layers, as stored)"
     expect(page.get_by_role("heading", name="Listed by")).to_be_visible()
     expect(page.locator("#indexes + ul")).to_contain_text(index.digest)
     assert json.loads(page.locator("pre.manifest").inner_text()) == json.loads(arm.manifest)

@@ -542,8 +542,9 @@ def test_basic_with_a_token_works_directly_on_v2(setup: Setup) -> None:
 
 def test_disabled_organization_registry_says_how_to_enable_it(setup: Setup, http: httpx.Client) -> None:
     server = setup.server
-    how = "organization closed has not enabled the container registry; an owner can enable it with " + (
-        "`portside org set closed --container-registry enabled`"
+    how = (
+        "organization closed has not enabled the container registry; an owner can enable it in the "
+        "organization's settings (/orgs/closed/settings) or with `portside org set closed --container-registry enabled`"
     )
     error(http.post("/v2/closed/app/blobs/uploads/", headers=basic("ana", setup.ana)), 403, "DENIED", how)
     token = token_answer(http, basic("ana", setup.ana), "repository:closed/app:pull,push").json()["token"]

@@ -154,7 +154,8 @@ def decide(actor: Actor, facts: Facts, action: Action) -> Decision:
     if not facts.registry_enabled:
         return Decision(
             False,
-            f"organization {owner} has not enabled the container registry; an owner can enable it with "
+            f"organization {owner} has not enabled the container registry; an owner can enable it in the "
+            f"organization's settings (/orgs/{owner}/settings) or with "
             f"`portside org set {owner} --container-registry enabled`",
             final=True,
         )
@@ -195,7 +196,8 @@ def _role_denial(actor: Actor, facts: Facts, action: Action, role: Role) -> str:
         have = role.name.lower() if role else "no"
         return (
             f"{actor.name} has {have} access to {package}; changing its visibility or collaborators needs admin, "
-            f"which a package admin can grant with `portside package grant {package} --user {actor.name} --role admin`"
+            f"which a package admin can grant in its package settings or with "
+            f"`portside package grant {package} --user {actor.name} --role admin`"
         )
     if not facts.package_exists:
         if facts.owner_kind == "org":
@@ -205,7 +207,8 @@ def _role_denial(actor: Actor, facts: Facts, action: Action, role: Role) -> str:
     have = role.name.lower() if role else "no"
     return (
         f"{actor.name} has {have} access to {package}, and {action} needs {needed}; "
-        f"a package admin can grant it with `portside package grant {package} --user {actor.name} --role {needed}`"
+        f"a package admin can grant it in its package settings or with "
+        f"`portside package grant {package} --user {actor.name} --role {needed}`"
     )
 
 

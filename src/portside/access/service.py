@@ -32,6 +32,7 @@ from portside.metadata.schema import (
     team_members,
 )
 
+NEW_TOKEN = "generate a token under Your tokens (/settings/tokens) or with `portside token create`"
 LAST_USED_EVERY = 60.0  # seconds between last-used updates of one token
 
 
@@ -153,7 +154,7 @@ class Access:
         if secrets.looks_like_token(secret):
             return self._check_token(conn, secret, username)
         if not self.allow_password_login:
-            return "the registry accepts personal access tokens, not passwords; create one with `portside token create`"
+            return f"the registry accepts personal access tokens, not passwords; {NEW_TOKEN}"
         return check_password(conn, username, secret)
 
     def _check_token(self, conn: Connection, secret: str, username: str | None) -> Authenticated | str:
@@ -162,7 +163,7 @@ class Access:
             select(personal_tokens).where(personal_tokens.c.secret_hash == secrets.token_hash(secret))
         ).first()
         if row is None or not secrets.hashes_match(row.secret_hash, secrets.token_hash(secret)):
-            return "unknown token; create one with `portside token create`"
+            return f"unknown token; {NEW_TOKEN}"
         user = conn.execute(
             select(accounts.c.name, accounts.c.is_site_admin, accounts.c.is_disabled).where(
                 accounts.c.id == row.user_id
@@ -364,13 +365,13 @@ class _TokenRow(NamedTuple):
 
 def _token_problem(row: object) -> str | None:
     if row.revoked_at is not None:  # type: ignore[attr-defined]
-        return "the token has been revoked; create a new one with `portside token create`"
+        return f"the token has been revoked; {NEW_TOKEN}"
     expires = row.expires_at  # type: ignore[attr-defined]
     if expires is not None:
         if expires.tzinfo is None:
             expires = expires.replace(tzinfo=now().tzinfo)
         if expires <= now():
-            return "the token has expired; create a new one with `portside token create`"
+            return f"the token has expired; {NEW_TOKEN}"
     return None
 
 

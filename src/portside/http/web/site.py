@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets as random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 from itsdangerous import BadSignature, Signer
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -72,6 +74,14 @@ def _short(digest: str) -> str:
     return f"{algorithm}:{hexpart[:12]}" if hexpart else digest[:19]
 
 
+_BACKTICKS = re.compile(r"`([^`]+)`")
+
+
+def _prose(text: str | None) -> Markup:
+    """A message as a sentence on a page: escaped, with its `commands` set as code."""
+    return Markup(_BACKTICKS.sub(lambda m: f"<code>{m.group(1)}</code>", str(escape(text or ""))))
+
+
 def web_url(url: str | None) -> str | None:
     """A label's URL, only when it is plain http(s): never a javascript: link."""
     if url and url.strip().lower().startswith(("https://", "http://")):
@@ -94,7 +104,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=_when, iso=_iso, size=_size, short=_short)
+    env.filters.update(when=_when, iso=_iso, size=_size, short=_short, prose=_prose)
     env.globals.update(owner_path=owner_path, package_path=package_path, web_url=web_url)
     return env
 
