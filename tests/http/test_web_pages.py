@@ -255,6 +255,17 @@ def test_a_multi_platform_package_counts_every_platform(site: Site) -> None:
     site.visibility(name, "public")
     page = site.ok(f"/users/alice/packages/container/package/{name.split('/', 1)[1]}")
     assert f'<dt>Size</dt><dd><data value="{_stored(index, amd, arm)}">' in page
+    # Each version in the list, and the index's own page, say the same.
+    base = f"/users/alice/packages/container/{name.split('/', 1)[1]}"
+    versions = site.ok(f"{base}/versions")
+    for pushed in (amd, arm):
+        assert f'<td><data value="{_stored(pushed)}">' in versions
+    assert f'<td><data value="{_stored(index, amd, arm)}">' in versions
+    index_page = site.ok(
+        f"/users/alice/packages/container/{name.split('/', 1)[1]}/{site.version_ids(name)[index.digest]}"
+    )
+    assert f'<dt>Size</dt><dd><data value="{_stored(index, amd, arm)}">' in index_page
+    assert "manifests, configurations and layers of every platform, as stored" in text_of(index_page)
 
 
 def test_untagged_package_pulls_by_digest_and_nested_names_work(site: Site) -> None:

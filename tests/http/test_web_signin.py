@@ -222,10 +222,12 @@ def test_the_cookie_is_secure_under_https(server: Server) -> None:
         page = browser.get("/login")
         csrf_cookie = next(h for h in page.headers.get_list("set-cookie") if h.startswith("portside_csrf="))
         assert "secure" in csrf_cookie.lower()
+        # The Secure cookie is not sent over this plain-HTTP hop to the "proxy"; send it as a browser would.
+        browser.cookies.clear()
+        browser.cookies.set("portside_csrf", page.cookies["portside_csrf"])
         response = browser.post(
             "/login",
             data={"username": "proxied", "password": PASSWORD, "next": "/", "csrf": csrf_of(page.text)},
-            cookies={"portside_csrf": page.cookies["portside_csrf"]},
         )
         assert response.status_code == 303
         assert "secure" in _session_cookie(response).lower()

@@ -81,7 +81,8 @@ class VersionInfo:
     id: int
     digest: str
     media_type: str
-    size: int
+    size: int  # the manifest's bytes
+    stored_size: int  # what pulling it stores: manifests, configs and layers, each blob once
     tags: list[str]
     created_at: datetime
     updated_at: datetime
@@ -212,26 +213,7 @@ class Packages:
             ).first()
             if root is None:
                 return None
-            children = conn.execute(
-                select(manifests.c.id, manifests.c.size)
-                .join(manifest_references, manifest_references.c.digest == manifests.c.digest)
-                .where(
-                    manifest_references.c.manifest_id == root.id,
-                    manifest_references.c.kind == "manifest",
-                    manifests.c.repository_id == root.repository_id,
-                )
-            ).all()
-            ids = [root.id, *(child.id for child in children)]
-            referenced = (
-                select(manifest_references.c.digest)
-                .where(manifest_references.c.manifest_id.in_(ids), manifest_references.c.kind == "blob")
-                .distinct()
-                .subquery()
-            )
-            layers = conn.execute(
-                select(func.coalesce(func.sum(blobs.c.size), 0)).where(blobs.c.digest.in_(select(referenced)))
-            ).scalar_one()
-            return int(root.size + sum(child.size for child in children) + layers)
+            return _stored_sizes(conn, root.repository_id, {root.id: root.size})[root.id]
 
         return await self.db.read(query)
 
@@ -493,6 +475,37 @@ def _version(conn: Connection, repository_id: int, version_id: int) -> VersionIn
     return _versions(conn, repository_id, [row])[0]
 
 
+def _stored_sizes(conn: Connection, repository_id: int, manifest_sizes: dict[int, int]) -> dict[int, int]:
+    """What pulling each manifest stores: itself, its config and layers, and for an index those of
+    every platform image it lists, each blob counted once. Two queries for a whole page."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    for parent, child, size in conn.execute(
+        select(manifest_references.c.manifest_id, manifests.c.id, manifests.c.size)
+        .join(
+            manifests,
+            and_(manifests.c.repository_id == repository_id, manifests.c.digest == manifest_references.c.digest),
+        )
+        .where(manifest_references.c.manifest_id.in_(list(manifest_sizes)), manifest_references.c.kind == "manifest")
+    ):
+        children.setdefault(parent, []).append((child, size))
+    every = set(manifest_sizes) | {child for pairs in children.values() for child, _ in pairs}
+    blob_sizes: dict[int, dict[str, int]] = {}
+    for manifest_id, blob, size in conn.execute(
+        select(manifest_references.c.manifest_id, blobs.c.digest, blobs.c.size)
+        .join(blobs, blobs.c.digest == manifest_references.c.digest)
+        .where(manifest_references.c.manifest_id.in_(every), manifest_references.c.kind == "blob")
+    ):
+        blob_sizes.setdefault(manifest_id, {})[blob] = size
+    totals: dict[int, int] = {}
+    for manifest_id, own in manifest_sizes.items():
+        pairs = children.get(manifest_id, [])
+        unique: dict[str, int] = {}
+        for member in (manifest_id, *(child for child, _ in pairs)):
+            unique.update(blob_sizes.get(member, {}))
+        totals[manifest_id] = own + sum(size for _, size in pairs) + sum(unique.values())
+    return totals
+
+
 def _versions(conn: Connection, repository_id: int, rows: Sequence[Row[Any]]) -> list[VersionInfo]:
     """Versions from their rows, with their tags and the live indexes that list them: three queries
     for a whole page rather than three per version."""
@@ -518,12 +531,14 @@ def _versions(conn: Connection, repository_id: int, rows: Sequence[Row[Any]]) ->
         .order_by(parents.c.id)
     ):
         indexes.setdefault(child, []).append(parent)
+    stored = _stored_sizes(conn, repository_id, {row.id: row.size for row in rows})
     return [
         VersionInfo(
             id=row.id,
             digest=row.digest,
             media_type=row.media_type,
             size=row.size,
+            stored_size=stored[row.id],
             tags=tag_names.get(row.id, [])
             if row.deleted_at is None
             else (json.loads(row.deleted_tags) if row.deleted_tags else []),

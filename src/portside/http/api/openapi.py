@@ -120,7 +120,12 @@ SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "properties": {
                     "media_type": STRING,
-                    "size": INTEGER,
+                    "size": {**INTEGER, "description": "The manifest's bytes."},
+                    "stored_size": {
+                        **INTEGER,
+                        "description": "What pulling it stores: manifests, configs and layers (every platform "
+                        "of an index), each blob once.",
+                    },
                     "platform": {**NULLABLE_STRING, "description": "os/architecture[/variant] of an image"},
                     "indexes": {
                         "type": "array",

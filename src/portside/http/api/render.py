@@ -98,6 +98,7 @@ def version(base: str, info: PackageInfo, v: VersionInfo) -> dict[str, object]:
         "portside": {
             "media_type": v.media_type,
             "size": v.size,
+            "stored_size": v.stored_size,
             "platform": v.platform,
             "indexes": v.indexes,
             "download_count": v.downloads,
