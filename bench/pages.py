@@ -5,7 +5,8 @@
 Pushes admin/big (1,000 image versions, every other one tagged) over HTTP to a Portside on
 127.0.0.1:PORT as the site admin (token from DATA_DIR/initial-admin-credentials), signs in to the
 pages with the admin's password as a browser does (the session cookie), then requests each page 30
-times and prints a Markdown row per page: median and worst wall time in ms, as the client sees it.
+times and prints a Markdown row per page: median, 90th percentile and worst wall time in ms, as the
+client sees it.
 """
 
 import base64
@@ -36,7 +37,10 @@ def req(m, p, body=b"", h=None):
 layer = b"page-layer"
 ld = "sha256:" + hashlib.sha256(layer).hexdigest()
 assert req("POST", f"/v2/admin/big/blobs/uploads/?digest={ld}", layer)[0] == 201
-for i in range(1000 if req("GET", "/v2/admin/big/tags/list")[0] != 200 else 0):
+pushed = (
+    req("GET", "/v2/admin/big/manifests/v998", h={"Accept": "application/vnd.oci.image.manifest.v1+json"})[0] == 200
+)
+for i in range(0 if pushed else 1000):  # a second run times the same package again
     cfg = json.dumps(
         {
             "architecture": "amd64",
@@ -100,4 +104,5 @@ for name, path in pages.items():
         s, _ = req("GET", path)
         times.append((time.perf_counter() - t) * 1000)
         assert s == 200, (path, s)
-    print(f"| {name} | `{path}` | {statistics.median(times):.1f} | {max(times):.1f} |")
+    p90 = statistics.quantiles(times, n=10)[-1]
+    print(f"| {name} | `{path}` | {statistics.median(times):.1f} | {p90:.1f} | {max(times):.1f} |")

@@ -479,15 +479,18 @@ def _stored_sizes(conn: Connection, repository_id: int, manifest_sizes: dict[int
     """What pulling each manifest stores: itself, its config and layers, and for an index those of
     every platform image it lists, each blob counted once. Two queries for a whole page."""
     children: dict[int, list[tuple[int, int]]] = {}
+    # Scalar subqueries, so that SQLite starts from the page's references and looks each child up by
+    # (package, digest); as a join it walked every manifest of the package (6 ms at 1,000 versions).
+    same = and_(manifests.c.repository_id == repository_id, manifests.c.digest == manifest_references.c.digest)
     for parent, child, size in conn.execute(
-        select(manifest_references.c.manifest_id, manifests.c.id, manifests.c.size)
-        .join(
-            manifests,
-            and_(manifests.c.repository_id == repository_id, manifests.c.digest == manifest_references.c.digest),
-        )
-        .where(manifest_references.c.manifest_id.in_(list(manifest_sizes)), manifest_references.c.kind == "manifest")
+        select(
+            manifest_references.c.manifest_id,
+            select(manifests.c.id).where(same).scalar_subquery(),
+            select(manifests.c.size).where(same).scalar_subquery(),
+        ).where(manifest_references.c.manifest_id.in_(list(manifest_sizes)), manifest_references.c.kind == "manifest")
     ):
-        children.setdefault(parent, []).append((child, size))
+        if child is not None:
+            children.setdefault(parent, []).append((child, size))
     every = set(manifest_sizes) | {child for pairs in children.values() for child, _ in pairs}
     blob_sizes: dict[int, dict[str, int]] = {}
     for manifest_id, blob, size in conn.execute(
