@@ -207,7 +207,8 @@ def test_version_page_shows_digest_platform_index_and_manifest(page: Page, visit
         dt.inner_text(): dt.locator("xpath=following-sibling::dd[1]").inner_text()
         for dt in page.locator("main dl").first.locator("dt").all()
     }
-    assert details["Digest"] == arm.digest
+    assert details["Digest"].split()[0] == arm.digest  # then its copy button
+    expect(page.get_by_role("button", name="Copy the digest", exact=True)).to_be_visible()
     assert details["Media type"] == "application/vnd.oci.image.manifest.v1+json"
     assert details["Platform"] == "linux/arm64"
     assert details["Tags"] == "untagged"

@@ -215,7 +215,7 @@ def test_package_page_pull_command_copy_button_and_versions(
     rows.get_by_role("link").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(f"tool {digest[: len('sha256:') + 12]}")
     details = page.locator("main dl").first
-    expect(definition(details, "Digest")).to_have_text(digest)
+    expect(definition(details, "Digest").locator("code")).to_have_text(digest)
     expect(definition(details, "Tags")).to_have_text("2.1")
     me.axe()
 
