@@ -369,7 +369,8 @@ def test_version_page_shows_details_indexes_and_the_raw_manifest(site: Site) -> 
     assert OCI_MANIFEST in text and "linux/amd64" in text and "untagged" in text and "MIT" in text
     doc = json.loads(amd.manifest)
     stored = len(amd.manifest) + doc["config"]["size"] + sum(layer["size"] for layer in doc["layers"])
-    assert f"Size {stored} B (manifest, configuration and layers, as stored)" in text and index.digest in text
+    assert f"Size {stored} B (manifest, configuration and layers, as stored)" in text
+    assert f'<a href="{base}/{ids[index.digest]}"><code class="wrap">{index.digest}</code></a>' in page  # listed by
     blocks = pre_blocks(page)
     assert blocks[0] == f"docker pull {site.server.host}/{name}@{amd.digest}"
     assert json.loads(blocks[-1]) == json.loads(amd.manifest)  # indented for reading, the same document

@@ -13,6 +13,7 @@ import hashlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -248,3 +249,19 @@ def test_the_first_site_admin_signs_in_with_the_password_printed_on_first_start(
         assert "Site admin" in text and "Sign out" in text
     # Printed once, on first start (the server's output is this file); signing in logs nothing of it.
     assert server.log_path.read_text().count(server.admin_password) == 1
+
+
+def test_a_form_sent_after_the_session_ended_leads_back_to_its_page(server: Server) -> None:
+    with sign_in(server.url, "wendy", PASSWORD) as browser:
+        token_page = browser.get("/settings/tokens/new")
+        submit(browser, "/", "/logout")  # the session ends (in another tab, or it expired)
+        form = {"csrf": csrf_of(token_page.text), "note": "late", "scopes": "read:packages", "expiry": "30"}
+        for referer, back in (
+            (f"{server.url}/settings/tokens/new", "/settings/tokens/new"),
+            ("https://evil.example/settings/tokens/new", "/"),  # another site's page: not followed
+            (None, "/"),
+        ):
+            headers = {"Referer": referer} if referer else {}
+            response = browser.post("/settings/tokens/new", data=form, headers=headers)
+            assert response.status_code == 303, referer
+            assert response.headers["location"] == "/login?next=" + quote(back, safe=""), referer

@@ -354,6 +354,22 @@ class Packages:
         await self.allow(actor, package, Action.PULL)
         return await self.db.read(lambda conn: _version(conn, _live_id(conn, package), version_id))
 
+    async def version_ids(self, actor: Actor, package: str, digests: list[str]) -> dict[str, int]:
+        """The ids of the package's live versions with these digests (to link to them)."""
+        await self.allow(actor, package, Action.PULL)
+
+        def query(conn: Connection) -> dict[str, int]:
+            rows = conn.execute(
+                select(manifests.c.digest, manifests.c.id).where(
+                    manifests.c.repository_id == _live_id(conn, package),
+                    manifests.c.digest.in_(digests),
+                    manifests.c.deleted_at.is_(None),
+                )
+            )
+            return {digest: version_id for digest, version_id in rows}
+
+        return await self.db.read(query) if digests else {}
+
     async def delete_version(self, actor: Actor, package: str, version_id: int, *, force: bool) -> None:
         await self.allow(actor, package, Action.PULL, Action.DELETE)
 

@@ -217,8 +217,16 @@ class Web:
         manifest = _readable(payload)
         host = self.site.host(request)
         pull = f"{host}/{info.full_name}@{found.digest}"
+        listed_by = await self.packages.version_ids(actor, info.full_name, found.indexes)
         return self.render(
-            request, "version.html", package=info, version=found, manifest=manifest, pull=pull, details=details
+            request,
+            "version.html",
+            package=info,
+            version=found,
+            manifest=manifest,
+            pull=pull,
+            details=details,
+            listed_by=listed_by,
         )
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from itsdangerous import BadSignature, Signer
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -269,12 +269,19 @@ class Site:
         actor = await self.viewer(request)
         if actor.anonymous:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            if request.method not in ("GET", "HEAD"):  # a form's address answers POST only: start over
-                target = "/"
+            if request.method not in ("GET", "HEAD"):  # a form's address answers POST only: back to its page
+                target = self._same_site_referer(request) or "/"
             raise PageError(
                 303, "Sign in", "Sign in to see this page.", "", {"Location": f"/login?next={quote(target, safe='')}"}
             )
         return actor
+
+    def _same_site_referer(self, request: Request) -> str | None:
+        """The path of the page a form was sent from, when that page is on this site."""
+        referer = urlsplit(request.headers.get("referer", ""))
+        if f"{referer.scheme}://{referer.netloc}" != self.base_url(request) or not referer.path.startswith("/"):
+            return None
+        return referer.path + (f"?{referer.query}" if referer.query else "")
 
     # -- sessions and cookies ------------------------------------------------------------------
 
