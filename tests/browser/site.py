@@ -38,18 +38,10 @@ class Site:
         return self.server.host
 
     def write(self, change: Callable[..., T], *args: object) -> T:
-        db = self.server.database()
-        try:
-            return db.write_sync(change, *args)
-        finally:
-            db.close()
+        return self.server.write(change, *args)
 
     def read(self, query: Callable[..., T], *args: object) -> T:
-        db = self.server.database()
-        try:
-            return db.read_sync(query, *args)
-        finally:
-            db.close()
+        return self.server.read(query, *args)
 
     def users(self, *names: str, orgs: dict[str, str] | None = None, passwords: dict[str, str] | None = None) -> None:
         """Users (those in `passwords` with that password, to sign in to the pages), and organizations

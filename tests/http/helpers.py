@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from tests.support.blobs import digest_of, push_blob
-from tests.support.server import Server
+from tests.support.server import Server, no_server_error
 
 API_VERSION = "registry/2.0"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -28,14 +28,9 @@ EMPTY_JSON = b"{}"
 UNKNOWN_DIGEST = "sha256:" + "0" * 64
 
 
-def _no_server_error(response: httpx.Response) -> None:
-    request = response.request
-    assert response.status_code < 500, f"{request.method} {request.url} answered {response.status_code}"
-
-
 def make_client(server: Server) -> httpx.Client:
     """A client for `server` that fails on any 5xx answer: no request in these tests may produce one."""
-    return server.client(event_hooks={"response": [_no_server_error]})
+    return server.client(event_hooks={"response": [no_server_error]})
 
 
 def sha512_of(data: bytes) -> str:

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, select
 from portside.access import accounts
 from portside.metadata.schema import repositories, tags
 from tests.support.blobs import push_image
-from tests.support.server import Server, running_server
+from tests.support.server import Server, no_server_error, running_server
 
 SCOPES = {
     "R": "read:packages",
@@ -294,7 +294,7 @@ class Scenario:
         return {"Authorization": "Basic " + base64.b64encode(credentials).decode()}
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.server.url, timeout=60, event_hooks={"response": [_no_server_error]})
+        return httpx.Client(base_url=self.server.url, timeout=60, event_hooks={"response": [no_server_error]})
 
     def bearer(self, http: httpx.Client, actor: str, scope: str | None, *scopes: str) -> tuple[str, list[Any]]:
         """A bearer token from GET /token, and its `access` claim (read without checking the signature)."""
@@ -314,10 +314,6 @@ class Scenario:
             return db.read_sync(query)
         finally:
             db.close()
-
-
-def _no_server_error(response: httpx.Response) -> None:
-    assert response.status_code < 500, f"{response.request.method} {response.request.url} -> {response.status_code}"
 
 
 def _accounts_and_tokens(conn: Connection) -> dict[tuple[str, str], str]:

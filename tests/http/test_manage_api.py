@@ -37,7 +37,7 @@ from portside.access import accounts
 from tests.http.helpers import OCI_INDEX, OCI_MANIFEST, descriptor, oci_image, push_manifest
 from tests.support.blobs import digest_of, push_image
 from tests.support.github import assert_github_error as error
-from tests.support.server import Server, running_server
+from tests.support.server import Server, no_server_error, running_server
 
 P = "/api/v3/portside"
 USERS = ("olga", "mike", "tina", "pete", "rita", "oscar")
@@ -124,10 +124,6 @@ class World:
         return answer.json()
 
 
-def _no_server_error(response: httpx.Response) -> None:
-    assert response.status_code < 500, f"{response.request.method} {response.request.url} -> {response.status_code}"
-
-
 def _cast(conn: Connection) -> dict[tuple[str, str], str]:
     for user in USERS:
         accounts.create_user(conn, user)
@@ -157,7 +153,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             tokens = db.write_sync(_cast)
         finally:
             db.close()
-        with httpx.Client(base_url=server.url, timeout=60, event_hooks={"response": [_no_server_error]}) as http:
+        with httpx.Client(base_url=server.url, timeout=60, event_hooks={"response": [no_server_error]}) as http:
             yield World(server, tokens, http)
 
 

@@ -46,7 +46,7 @@ from tests.support.blobs import (
     put_manifest,
 )
 from tests.support.github import assert_github_error as assert_error
-from tests.support.server import Server, running_server
+from tests.support.server import Server, no_server_error, running_server
 
 FULL = "read:packages,write:packages,delete:packages"
 SCOPES = {
@@ -70,11 +70,6 @@ ENV = {
 
 
 # -- the scenario ---------------------------------------------------------------------------------
-
-
-def _no_server_error(response: httpx.Response) -> None:
-    request = response.request
-    assert response.status_code < 500, f"{request.method} {request.url} answered {response.status_code}"
 
 
 @dataclass
@@ -202,7 +197,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         db = server.database()
         try:
             tokens = db.write_sync(_accounts)
-            hooks = {"response": [_no_server_error]}
+            hooks = {"response": [no_server_error]}
             with (
                 httpx.Client(base_url=server.url, timeout=60, event_hooks=hooks) as http,
                 server.client(event_hooks=hooks) as admin,
@@ -277,7 +272,7 @@ def test_repeated_bad_credentials_are_answered_429_with_retry_after(tmp_path: An
     env = {**ENV, "PORTSIDE_AUTH_MAX_FAILURES": "2"}
     with (
         running_server(tmp_path, "packages-api-ratelimit", extra_args=["--workers", "1"], env=env) as server,
-        httpx.Client(base_url=server.url, event_hooks={"response": [_no_server_error]}) as http,
+        httpx.Client(base_url=server.url, event_hooks={"response": [no_server_error]}) as http,
     ):
         url = "/api/v3/user/packages?package_type=container"
         for _ in range(2):
@@ -1083,7 +1078,7 @@ def test_deletions_older_than_the_restore_window_are_purged_at_start(tmp_path: A
     with running_server(tmp_path, "packages-api-purge", extra_args=["--workers", "1"], env=dict(ENV)) as server:
         _, token = server.admin
         bearer = {"Authorization": f"Bearer {token}"}
-        hooks = {"response": [_no_server_error]}
+        hooks = {"response": [no_server_error]}
         with server.client(event_hooks=hooks) as admin, httpx.Client(base_url=server.url, event_hooks=hooks) as http:
 
             def push(package: str, tag: str, seed: str) -> str:

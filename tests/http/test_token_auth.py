@@ -26,7 +26,7 @@ from portside.access import accounts, secrets
 from portside.access.audit import events_since
 from portside.metadata.schema import audit_events
 from tests.support.blobs import push_image
-from tests.support.server import Server, running_server
+from tests.support.server import Server, no_server_error, running_server
 
 SERVICE = "portside"
 ALL_SCOPES = "read:packages,write:packages,delete:packages"
@@ -40,13 +40,9 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _no_server_error(response: httpx.Response) -> None:
-    assert response.status_code < 500, f"{response.request.method} {response.request.url} -> {response.status_code}"
-
-
 def client(server: Server, **kwargs: Any) -> httpx.Client:
     """A client with no credentials of its own, failing the test on any 5xx answer."""
-    return httpx.Client(base_url=server.url, timeout=60, event_hooks={"response": [_no_server_error]}, **kwargs)
+    return httpx.Client(base_url=server.url, timeout=60, event_hooks={"response": [no_server_error]}, **kwargs)
 
 
 def error(response: httpx.Response, status: int, code: str, *mentions: str) -> str:

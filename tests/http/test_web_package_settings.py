@@ -29,7 +29,7 @@ from sqlalchemy import Connection
 
 from portside.access import accounts
 from tests.support.blobs import Pushed, push_labelled_image, push_platform_index
-from tests.support.server import Server, running_server
+from tests.support.server import Server, no_server_error, running_server
 from tests.support.web import csrf_of, sign_in, submit, text_of
 
 PASSWORD = "correct horse battery staple"
@@ -40,12 +40,7 @@ ENV = {"PORTSIDE_FSYNC": "false", "PORTSIDE_AUTH_MAX_FAILURES": "1000"}
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
-def _no_server_error(response: httpx.Response) -> None:
-    request = response.request
-    assert response.status_code < 500, f"{request.method} {request.url} answered {response.status_code}"
-
-
-HOOKS = {"response": [_no_server_error]}
+HOOKS = {"response": [no_server_error]}
 
 
 @dataclass

@@ -30,18 +30,13 @@ from sqlalchemy import Connection
 
 from portside.access import accounts
 from tests.support.blobs import Pushed, push_labelled_image, push_platform_index
-from tests.support.server import Server, running_server
+from tests.support.server import Server, no_server_error, running_server
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 USERS = ("alice", "olga", "rita", "oscar", "sam", "paige")
 OWN_SCRIPT = '<script src="/static/portside.js" defer></script>'
 ENV = {"PORTSIDE_FSYNC": "false", "PORTSIDE_DOWNLOAD_FLUSH_SECONDS": "0.2", "PORTSIDE_AUTH_MAX_FAILURES": "1000"}
-
-
-def _no_server_error(response: httpx.Response) -> None:
-    request = response.request
-    assert response.status_code < 500, f"{request.method} {request.url} answered {response.status_code}"
 
 
 @dataclass
@@ -112,7 +107,7 @@ def _accounts(conn: Connection) -> dict[str, str]:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     with running_server(tmp_path_factory.mktemp("web"), "web-pages", extra_args=["--workers", "1"], env=ENV) as server:
         tokens = server.write(_accounts)
-        hooks = {"response": [_no_server_error]}
+        hooks = {"response": [no_server_error]}
         with (
             httpx.Client(base_url=server.url, timeout=60, event_hooks=hooks) as http,
             server.client(event_hooks=hooks) as admin,

@@ -25,7 +25,7 @@ from portside.clock import now
 from portside.metadata.schema import manifests, repositories
 from portside.packages.details import PER_GROUP, REFERRER_DEPTH, SCAN_ROOT
 from tests.support.blobs import Pushed, digest_of, push_blob, push_labelled_image, push_platform_index, put_manifest
-from tests.support.server import Server, running_server
+from tests.support.server import Server, no_server_error, running_server
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
@@ -39,11 +39,6 @@ CYCLONEDX = "application/vnd.cyclonedx+json"
 IN_TOTO = "application/vnd.in-toto+json"
 OTHER = "application/vnd.example.thing.v1"
 ENV = {"PORTSIDE_FSYNC": "false", "PORTSIDE_AUTH_MAX_FAILURES": "1000"}
-
-
-def _no_server_error(response: httpx.Response) -> None:
-    request = response.request
-    assert response.status_code < 500, f"{request.method} {request.url} answered {response.status_code}"
 
 
 @dataclass
@@ -100,7 +95,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         tmp_path_factory.mktemp("web-details"), "web-version-details", extra_args=["--workers", "1"], env=ENV
     ) as server:
         tokens = server.write(_accounts)
-        hooks = {"response": [_no_server_error]}
+        hooks = {"response": [no_server_error]}
         with (
             httpx.Client(base_url=server.url, timeout=60, event_hooks=hooks) as http,
             server.client(event_hooks=hooks) as admin,

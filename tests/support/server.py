@@ -29,6 +29,12 @@ ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "test-output"
 
 
+def no_server_error(response: httpx.Response) -> None:
+    """An httpx response hook: no request in the tests may produce a 5xx answer."""
+    request = response.request
+    assert response.status_code < 500, f"{request.method} {request.url} answered {response.status_code}"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
