@@ -28,6 +28,7 @@ from portside.http.web.site import (
     package_path,
     page_number,
     pager,
+    sentence,
 )
 from portside.packages.manage import Management
 from portside.packages.service import Conflict, Forbidden, NotFound, Owner, PackageError, PackageInfo, Packages
@@ -47,10 +48,6 @@ def _base(info: PackageInfo) -> str:
     return f"{owner_path(info.owner)}/container/{info.name}"
 
 
-def _sentence(message: str) -> str:
-    return message if message.endswith((".", "!", "?")) else message + "."
-
-
 def _whom(owner: Owner, package: str | None = None) -> str:
     """Who can help: the namespace's owner(s), or an admin of the package."""
     if owner.kind == "user":
@@ -60,7 +57,7 @@ def _whom(owner: Owner, package: str | None = None) -> str:
 
 def _refused(exc: Forbidden, owner: Owner, package: str | None = None) -> PageError:
     """A refusal from the services as a 403 page: their reason, and whom to ask."""
-    return PageError(403, "Not allowed", _sentence(exc.message), f"Ask {_whom(owner, package)} if this needs doing.")
+    return PageError(403, "Not allowed", sentence(exc.message), f"Ask {_whom(owner, package)} if this needs doing.")
 
 
 def _requested(request: Request, suffix: str) -> str:
@@ -138,7 +135,7 @@ class PackageSettings:
             raise PageError(
                 403,
                 "Admin access needed",
-                _sentence(exc.message),
+                sentence(exc.message),
                 f"To change its settings you need the admin role on it: ask {_whom(info.owner, info.full_name)}.",
             ) from None
         allowed = await self.packages.visibilities(info.owner)
@@ -165,7 +162,7 @@ class PackageSettings:
         self, request: Request, actor: Actor, info: PackageInfo, section: str, message: str, form: Form, status: int
     ) -> Response:
         """The settings page again, with what went wrong next to the form that was sent."""
-        return await self._settings_page(request, actor, info, status, {section: _sentence(message)}, form)
+        return await self._settings_page(request, actor, info, status, {section: sentence(message)}, form)
 
     async def set_visibility(self, request: Request) -> Response:
         form, actor = await self._form(request, _requested(request, "/settings"))
@@ -267,7 +264,7 @@ class PackageSettings:
         except Forbidden as exc:
             raise _refused(exc, info.owner, info.full_name) from None
         except NotFound as exc:
-            raise PageError(404, "Not found", _sentence(exc.message), "Reload the list of versions.") from None
+            raise PageError(404, "Not found", sentence(exc.message), "Reload the list of versions.") from None
         version = await self.packages.version(actor, info.full_name, version_id)
         tags = f" (tags {', '.join(version.tags)})" if version.tags else ""
         message = (
@@ -285,7 +282,7 @@ class PackageSettings:
         except Forbidden as exc:
             raise _refused(exc, info.owner, info.full_name) from None
         except NotFound as exc:
-            raise PageError(404, "Not found", _sentence(exc.message), "Reload the list of deleted versions.") from None
+            raise PageError(404, "Not found", sentence(exc.message), "Reload the list of deleted versions.") from None
         version = await self.packages.version(actor, info.full_name, version_id)
         message = f"Restored version {version.digest}"
         message += f" with the tags {', '.join(version.tags)}." if version.tags else "."
@@ -332,9 +329,9 @@ class PackageSettings:
         try:
             await self.packages.restore(actor, full_name, package_id)
         except Conflict as exc:  # the name was pushed to again meanwhile: the message says what to do
-            return await self._deleted_page(request, actor, owner, exc.status, _sentence(exc.message))
+            return await self._deleted_page(request, actor, owner, exc.status, sentence(exc.message))
         except Forbidden as exc:
             raise _refused(exc, owner) from None
         except NotFound as exc:
-            raise PageError(404, "Not found", _sentence(exc.message), "Reload the list of deleted packages.") from None
+            raise PageError(404, "Not found", sentence(exc.message), "Reload the list of deleted packages.") from None
         return self.site.done(request, package_path(owner, name), f"Restored {full_name}.")
