@@ -317,12 +317,32 @@ def test_invalid_tag(client: httpx.Client, repo: str, tag: str) -> None:
     manifest = oci_image(repo, client, "bad-tag")
     push_manifest(client, repo, "good", manifest)
     shown = httpx.URL(f"/v2/{repo}/manifests/{tag}").path.rsplit("/", 1)[-1]  # as the server decodes it
-    for method in ("GET", "PUT", "DELETE"):
-        content = manifest if method == "PUT" else None
-        response = client.request(method, f"/v2/{repo}/manifests/{tag}", content=content)
-        error = assert_error(response, 400, "MANIFEST_UNKNOWN", shown, "[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+    pattern = "[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}"
+    # Pushing to it is a mistake the client must hear about: 400 naming the bad part.
+    response = client.put(f"/v2/{repo}/manifests/{tag}", content=manifest, headers={"Content-Type": OCI_MANIFEST})
+    assert assert_error(response, 400, "MANIFEST_INVALID", shown, pattern)["detail"] == {"reference": shown}
+    # Asking for it: something that cannot be a tag names nothing (the OCI conformance suite's
+    # "nonexistent manifest" specs use such a reference).
+    for method in ("GET", "DELETE"):
+        response = client.request(method, f"/v2/{repo}/manifests/{tag}")
+        error = assert_error(response, 404, "MANIFEST_UNKNOWN", shown, "does not exist", pattern)
         assert error["detail"] == {"reference": shown}
+    head = client.head(f"/v2/{repo}/manifests/{tag}")
+    assert head.status_code == 404
+    assert head.content == b""
     assert client.get(f"/v2/{repo}/tags/list").json()["tags"] == ["good"]
+
+
+@pytest.mark.parametrize("reference", [".INVALID_MANIFEST_NAME", "missing-tag"])
+def test_a_nonexistent_manifest_is_404_whether_or_not_it_could_be_a_tag(
+    client: httpx.Client, repo: str, reference: str
+) -> None:
+    push_manifest(client, repo, "good", oci_image(repo, client, "nonexistent"))
+    response = client.get(f"/v2/{repo}/manifests/{reference}")
+    assert_error(response, 404, "MANIFEST_UNKNOWN", reference)
+    head = client.head(f"/v2/{repo}/manifests/{reference}")
+    assert head.status_code == 404
+    assert "docker-content-digest" not in head.headers
 
 
 # -- refusals ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from sqlalchemy import Connection, select
 from portside.access import accounts, secrets
 from portside.access.audit import events_since
 from portside.metadata.schema import audit_events
-from tests.support.blobs import push_image
+from tests.support.blobs import digest_of, push_image
 from tests.support.server import Server, no_server_error, running_server
 
 SERVICE = "portside"
@@ -186,6 +187,76 @@ def test_a_bearer_token_without_the_scope_gets_insufficient_scope(setup: Setup, 
     # The client does what the challenge says, and gets in.
     full = token_answer(http, basic("ana", setup.ana), "repository:ana/app:pull,push").json()["token"]
     assert http.post("/v2/ana/app/blobs/uploads/", headers=bearer(full)).status_code == 202
+
+
+def _parse_challenge(value: str) -> dict[str, str]:
+    scheme, _, params = value.partition(" ")
+    assert scheme == "Bearer", value
+    return dict(re.findall(r'(\w+)="([^"]*)"', params))
+
+
+def _mount(http: httpx.Client, target: str, source: str | None, digest: str, **headers: str) -> httpx.Response:
+    params = {"mount": digest} if source is None else {"mount": digest, "from": source}
+    return http.post(f"/v2/{target}/blobs/uploads/", params=params, headers=headers)
+
+
+def _layer_of(package: str) -> str:
+    """The layer the setup pushed to `package` (push_image with seed=package)."""
+    return digest_of(f"layer-{package}".encode())
+
+
+def test_a_mount_challenge_names_pull_on_the_source_too(setup: Setup, http: httpx.Client) -> None:
+    """CNCF distribution's form: every scope the request needs, space-separated. A client that asks
+    for exactly the challenged scope (the conformance suite's does) then mounts: 201."""
+    layer = _layer_of("ana/app")
+    first = _mount(http, "ana/mounted", "ana/app", layer)
+    error(first, 401, "UNAUTHORIZED")
+    fields = _parse_challenge(first.headers["www-authenticate"])
+    assert fields["scope"].split(" ") == ["repository:ana/mounted:pull,push", "repository:ana/app:pull"]
+    assert fields["realm"] == f"{setup.server.url}/token"
+    assert "error" not in fields
+    # A token for the target alone: the challenge is insufficient_scope, naming both again.
+    target_only = token_answer(http, basic("ana", setup.ana), "repository:ana/mounted:pull,push").json()["token"]
+    again = _mount(http, "ana/mounted", "ana/app", layer, Authorization=f"Bearer {target_only}")
+    error(again, 401, "UNAUTHORIZED", "ana/app")
+    fields = _parse_challenge(again.headers["www-authenticate"])
+    assert fields["scope"] == "repository:ana/mounted:pull,push repository:ana/app:pull"
+    assert fields["error"] == "insufficient_scope"
+    # Exactly the challenged scope, as one space-separated value.
+    token = token_answer(http, basic("ana", setup.ana), fields["scope"]).json()["token"]
+    mounted = _mount(http, "ana/mounted", "ana/app", layer, Authorization=f"Bearer {token}")
+    assert mounted.status_code == 201, mounted.text
+    assert mounted.headers["docker-content-digest"] == layer
+    blob = http.head(f"/v2/ana/mounted/blobs/{layer}", headers=bearer(token))
+    assert blob.status_code == 200
+    assert blob.headers["docker-content-digest"] == layer
+
+
+def test_a_mount_from_an_unreadable_source_is_an_upload_not_an_error(setup: Setup, http: httpx.Client) -> None:
+    layer = _layer_of("ben/private")
+    first = _mount(http, "ana/nosteal", "ben/private", layer)
+    scope = _parse_challenge(first.headers["www-authenticate"])["scope"]
+    assert scope == "repository:ana/nosteal:pull,push repository:ben/private:pull"
+    token = token_answer(http, basic("ana", setup.ana), scope).json()["token"]
+    assert granted(token, "ben/private") == set()  # ana may not read it
+    response = _mount(http, "ana/nosteal", "ben/private", layer, Authorization=f"Bearer {token}")
+    assert response.status_code == 202, response.text  # upload it instead; nothing says it exists
+    assert http.head(f"/v2/ana/nosteal/blobs/{layer}", headers=bearer(token)).status_code == 404
+    # Basic credentials are decided directly: the same answer.
+    direct = _mount(http, "ana/nosteal", "ben/private", layer, **basic("ana", setup.ana))
+    assert direct.status_code == 202, direct.text
+
+
+def test_an_automatic_mount_without_from_finds_a_readable_blob(setup: Setup, http: httpx.Client) -> None:
+    public_layer = _layer_of("ben/public")
+    first = _mount(http, "ana/auto", None, public_layer)
+    assert _parse_challenge(first.headers["www-authenticate"])["scope"] == "repository:ana/auto:pull,push"
+    token = token_answer(http, basic("ana", setup.ana), "repository:ana/auto:pull,push").json()["token"]
+    mounted = _mount(http, "ana/auto", None, public_layer, Authorization=f"Bearer {token}")
+    assert mounted.status_code == 201, mounted.text
+    private_layer = _layer_of("ben/private")
+    hidden = _mount(http, "ana/auto", None, private_layer, Authorization=f"Bearer {token}")
+    assert hidden.status_code == 202, hidden.text
 
 
 def test_a_bearer_token_is_not_a_login_for_the_anonymous(setup: Setup, http: httpx.Client) -> None:

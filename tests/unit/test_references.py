@@ -6,8 +6,15 @@ import hashlib
 
 import pytest
 
-from portside.registry.errors import DigestInvalid, ManifestUnknown, NameInvalid
-from portside.registry.references import MAX_NAME_LENGTH, Digest, is_tag, parse_reference, validate_name
+from portside.registry.errors import DigestInvalid, ManifestInvalid, ManifestUnknown, NameInvalid
+from portside.registry.references import (
+    MAX_NAME_LENGTH,
+    Digest,
+    is_tag,
+    lookup_reference,
+    parse_reference,
+    validate_name,
+)
 
 HEX64 = "0123456789abcdef" * 4
 HEX128 = HEX64 * 2
@@ -87,11 +94,23 @@ def test_valid_tags(tag: str) -> None:
 @pytest.mark.parametrize("tag", ["", "-a", ".a", "X" * 129, "a+b", "a/b", "a b", "tåg", "a@b"])
 def test_invalid_tags(tag: str) -> None:
     assert not is_tag(tag)
-    with pytest.raises(ManifestUnknown) as caught:
+    with pytest.raises(ManifestInvalid) as caught:
         parse_reference(tag)
     assert caught.value.status == 400
     assert repr(tag) in caught.value.message
     assert "[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}" in caught.value.message
+    # To read or delete, a reference that cannot be a tag names nothing.
+    with pytest.raises(ManifestUnknown) as unknown:
+        lookup_reference(tag)
+    assert unknown.value.status == 404
+    assert repr(tag) in unknown.value.message
+
+
+def test_lookup_keeps_tags_and_digests() -> None:
+    assert lookup_reference("v1") == "v1"
+    assert lookup_reference(f"sha256:{HEX64}") == Digest("sha256", HEX64)
+    with pytest.raises(DigestInvalid):
+        lookup_reference("sha256:short")
 
 
 def test_a_reference_with_a_colon_is_a_digest() -> None:

@@ -80,8 +80,14 @@ class RegistryAuth:
             headers=self.challenge(request, scope),
         )
 
-    async def require(self, request: Request, name: str, action: Action) -> Actor:
-        scope = f"repository:{name}:{SCOPE_ACTIONS[action]}"
+    async def require(self, request: Request, name: str, action: Action, *, also: str | None = None) -> Actor:
+        """The actor allowed `action` on `name`, or the error a client can act on.
+
+        `also` names a repository the request reads besides its own (a mount's source): every
+        challenge then asks for pull on it too, space-separated as CNCF distribution does, so a
+        client that fetches exactly the challenged scope gets a token that can mount.
+        """
+        scope = scope_of(name, action, also)
         actor, claims = await self.credentials(request, scope)
         if claims is not None and action.value in claims.actions_on("repository", name):
             return actor
@@ -100,13 +106,19 @@ class RegistryAuth:
             raise NotFound(f"repository {name} not found", detail={"name": name})
         raise Denied(decision.reason)
 
-    async def permits(self, request: Request, name: str, action: Action) -> bool:
+    async def permits(self, request: Request, name: str, action: Action, *, scope: str) -> bool:
         """Whether the request's credentials allow `action` on another repository than the one in
-        its path (the source of a cross-repository mount). A bearer token must carry the scope."""
+        its path (the source of a cross-repository mount). A bearer token must carry the scope: one
+        that lacks it while its user may read the repository is challenged for `scope` (the whole
+        request's), so the client comes back with a token that can mount; otherwise False."""
         actor, claims = await self.credentials(request)
-        if claims is not None:
-            return action.value in claims.actions_on("repository", name)
-        return (await self.access.decide(actor, name, action)).allowed
+        if claims is not None and action.value in claims.actions_on("repository", name):
+            return True
+        allowed = (await self.access.decide(actor, name, action)).allowed
+        if claims is not None and allowed:
+            message = f"the bearer token lacks pull on {name}, which the mount reads; fetch a token for {scope}"
+            raise Unauthorized(message, headers=self.challenge(request, scope, "insufficient_scope"))
+        return allowed
 
     async def require_signed_in(self, request: Request) -> Actor:
         actor, _ = await self.credentials(request)
@@ -135,6 +147,14 @@ class RegistryAuth:
             raise Unauthorized(str(exc)) from None
         except RateLimited as exc:
             raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+
+
+def scope_of(name: str, action: Action, also: str | None = None) -> str:
+    """The scope a request on `name` needs, with pull on `also` (a mount's source) when given."""
+    scope = f"repository:{name}:{SCOPE_ACTIONS[action]}"
+    if also is not None and also != name:
+        scope += f" repository:{also}:{SCOPE_ACTIONS[Action.PULL]}"
+    return scope
 
 
 def parse_basic(value: str) -> tuple[str, str]:

@@ -6,7 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from portside.registry.errors import DigestInvalid, ManifestUnknown, NameInvalid
+from portside.registry.errors import DigestInvalid, ManifestInvalid, ManifestUnknown, NameInvalid
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _COMPONENT_RE = re.compile(_COMPONENT)
@@ -78,13 +78,24 @@ class Digest:
 
 
 def parse_reference(reference: str) -> str | Digest:
-    """A manifest reference is a tag or a digest, and nothing else."""
+    """A manifest reference to write: a tag or a digest, and nothing else (400 naming the bad part)."""
     if ":" in reference:
         return Digest.parse(reference)
     if is_tag(reference):
         return reference
+    raise ManifestInvalid(_not_a_tag(reference), detail={"reference": reference})
+
+
+def lookup_reference(reference: str) -> str | Digest:
+    """A manifest reference to read or delete: one that cannot be a tag names nothing, so it is
+    MANIFEST_UNKNOWN (404), as the conformance suite and every client expect; a malformed digest
+    stays DIGEST_INVALID."""
+    if ":" in reference or is_tag(reference):
+        return parse_reference(reference)
     raise ManifestUnknown(
-        f"invalid manifest reference {reference!r}: a tag must match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}",
-        status=400,
-        detail={"reference": reference},
+        f"manifest {reference!r} does not exist: {_not_a_tag(reference)}", detail={"reference": reference}
     )
+
+
+def _not_a_tag(reference: str) -> str:
+    return f"invalid manifest reference {reference!r}: a tag must match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}"

@@ -35,7 +35,7 @@ from portside.registry.errors import (
 )
 from portside.registry.labels import Labels, from_annotations, from_config
 from portside.registry.manifests import ParsedManifest, parse_manifest
-from portside.registry.references import Digest, parse_reference
+from portside.registry.references import Digest, lookup_reference, parse_reference
 
 MAX_PAGE = 1000
 TAG_PAGE_CACHE = 256  # tag-list pages kept per process (at most ~15 MiB of names)
@@ -316,7 +316,7 @@ class Registry:
     # -- manifests -----------------------------------------------------------------------------
 
     async def get_manifest(self, name: str, reference: str) -> StoredManifest:
-        ref = parse_reference(reference)
+        ref = lookup_reference(reference)
         query = self._manifest_by_digest if isinstance(ref, Digest) else self._manifest_by_tag
         row = await self.db.fetch_one(query, name=name, ref=str(ref))
         if row is not None:
@@ -446,7 +446,7 @@ class Registry:
 
     async def delete_manifest(self, name: str, reference: str) -> None:
         """DELETE on the registry API: a digest deletes the version (restorable), a tag only untags."""
-        ref = parse_reference(reference)
+        ref = lookup_reference(reference)
 
         def change(conn: Connection) -> bool:
             repository_id = _require_repository(conn, name)

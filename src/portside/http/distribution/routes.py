@@ -12,7 +12,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from portside.access.policy import Action, Actor
-from portside.http.auth import RegistryAuth
+from portside.http.auth import RegistryAuth, scope_of
 from portside.http.base_url import BaseUrl, client_address
 from portside.registry.errors import (
     BlobUploadInvalid,
@@ -38,10 +38,10 @@ class Distribution:
     base_url: BaseUrl
     auth: RegistryAuth
 
-    async def _allow(self, request: Request, action: Action) -> tuple[str, Actor]:
-        """Validate the repository name, then authorise the request."""
+    async def _allow(self, request: Request, action: Action, also: str | None = None) -> tuple[str, Actor]:
+        """Validate the repository name, then authorise the request (`also`: see RegistryAuth.require)."""
         name = validate_name(request.path_params["name"])
-        return name, await self.auth.require(request, name, action)
+        return name, await self.auth.require(request, name, action, also=also)
 
     def routes(self) -> list[Route]:
         return [
@@ -174,11 +174,16 @@ class Distribution:
         return Response(status_code=status, headers=headers)
 
     async def upload_start(self, request: Request) -> Response:
-        name, actor = await self._allow(request, Action.PUSH)
         params = request.query_params
-        if mount := params.get("mount"):
+        mount = params.get("mount")
+        # Clients send `from` for repositories they merely saw before, so a bad `from` is not an
+        # error: an invalid name is ignored.
+        source = params.get("from") if mount else None
+        source = source if source is not None and NAME_RE.fullmatch(source) else None
+        name, actor = await self._allow(request, Action.PUSH, also=source)
+        if mount:
             digest = Digest.parse(mount)
-            size = await self._mountable(request, actor, digest, params.get("from"))
+            size = await self._mountable(request, actor, name, digest, source)
             if size is not None and await self.registry.mount(name, digest, size, self._creator(actor)):
                 return self._blob_created(request, name, digest)
         elif (digest_param := params.get("digest")) is not None:
@@ -194,16 +199,15 @@ class Distribution:
         upload_id = await self.uploads.start(name)
         return self._upload_accepted(request, name, upload_id, 0)
 
-    async def _mountable(self, request: Request, actor: Actor, digest: Digest, source: str | None) -> int | None:
+    async def _mountable(
+        self, request: Request, actor: Actor, name: str, digest: Digest, source: str | None
+    ) -> int | None:
         """The size of the blob to mount: from `source` if the caller may pull it, else from any
-        repository the caller can read; None means "upload it instead".
-
-        Clients send `from` for repositories they merely saw before, so a bad `from` is not an error:
-        an invalid name is ignored, and an unreadable repository means the client uploads the blob.
-        """
-        if source is None or not NAME_RE.fullmatch(source):
+        repository the caller can read; None means "upload it instead" (an unreadable source is
+        not an error: the client uploads the blob)."""
+        if source is None:
             return await self.registry.find_blob(digest, self.auth.access.readable(actor))
-        if not await self.auth.permits(request, source, Action.PULL):
+        if not await self.auth.permits(request, source, Action.PULL, scope=scope_of(name, Action.PUSH, source)):
             return None
         return await self.registry.stored_size(source, digest)
 
