@@ -12,8 +12,6 @@ from datetime import timedelta
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from portside.access.bearer import TokenSigner, ensure_signing_key
@@ -21,8 +19,9 @@ from portside.access.keyfiles import ensure_key_file
 from portside.access.ratelimit import FailureLimiter
 from portside.access.service import Access
 from portside.access.sessions import Sessions
-from portside.blobs.filesystem import FilesystemBlobStore
+from portside.blobs import open_store
 from portside.config import Settings
+from portside.faults import Unavailable
 from portside.http.accesslog import AccessLog
 from portside.http.api.manage import ManageApi
 from portside.http.api.openapi import docs_page, openapi_json
@@ -30,7 +29,8 @@ from portside.http.api.routes import PackagesApi
 from portside.http.auth import RegistryAuth
 from portside.http.base_url import BaseUrl
 from portside.http.distribution.routes import Distribution
-from portside.http.errors import http_errors, registry_error, unexpected_error
+from portside.http.errors import http_errors, registry_error, unavailable_error, unexpected_error
+from portside.http.health import Health
 from portside.http.token.routes import TokenService
 from portside.http.web.admin import SiteAdmin
 from portside.http.web.orgs import OrgSettings
@@ -51,15 +51,13 @@ from portside.registry.uploads import Uploads
 log = logging.getLogger("portside")
 
 
-async def healthz(_request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
-
-
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.load()
     configure_logging(settings)
     db = Database(make_engine(settings.effective_database_url, fsync=settings.fsync))
-    store = FilesystemBlobStore(settings.data_dir.resolve(), fsync=settings.fsync)
+    store = open_store(
+        settings.storage_url, settings.data_dir, fsync=settings.fsync, redirect=settings.storage_redirect
+    )
     registry = Registry(db, store, max_manifest_bytes=settings.max_manifest_bytes)
     uploads = Uploads(db, store, registry, ttl_seconds=settings.upload_ttl_seconds)
     signer = TokenSigner(ensure_signing_key(settings.data_dir.resolve()), lifetime=settings.token_lifetime_seconds)
@@ -104,11 +102,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 chore.cancel()
             await registry.flush_downloads()  # pulls counted since the last flush
             uploads.close()
+            await store.close()
             db.close()
 
     app = Starlette(
         routes=[
-            Route("/healthz", healthz, methods=["GET"]),
+            *Health(db, store).routes(),
             *token_service.routes(),
             *distribution.routes(),
             *packages_api.routes(),
@@ -121,6 +120,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware=[Middleware(AccessLog, json_format=settings.log_format == "json")],
         exception_handlers={
             RegistryError: registry_error,
+            Unavailable: unavailable_error,
             HTTPException: http_errors(site.unknown),
             Exception: unexpected_error,
         },

@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     workers: int = Field(0, ge=0, description="Worker processes; 0 means one per CPU.")
     server: Literal["uvicorn", "granian"] = Field("granian", description="The ASGI server that runs Portside.")
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in the data directory.")
+    storage_url: str = Field(
+        "",
+        description="Where blobs live: file:///PATH or s3://BUCKET[/PREFIX]?endpoint=URL&region=R; "
+        "empty means the data directory.",
+    )
+    storage_redirect: bool | None = Field(
+        None, description="Answer blob downloads with a presigned redirect (S3; default true)."
+    )
     max_manifest_bytes: int = Field(4 * 1024 * 1024, gt=0, description="Largest manifest accepted.")
     upload_ttl_seconds: int = Field(24 * 3600, gt=0, description="Abandoned uploads expire after this.")
     restore_days: int = Field(30, gt=0, description="Deleted packages and versions can be restored for this long.")

@@ -1,37 +1,99 @@
 """The blob store interface: content-addressed bytes, and the partial bytes of uploads in progress.
 
-Every driver makes a blob visible only once it is complete: `commit_upload` is atomic.
+Services see only this protocol; `blobs.open_store` picks the driver from `storage_url` once, in
+`app.py`. Every driver makes a blob visible only once it is complete and verified, and keeps an
+upload's progress in a state string that the caller stores in the database with the upload, so any
+process or replica can continue it. Exclusivity (one writer per upload) is the caller's, by a
+compare-and-set in the database; a driver never locks.
 """
 
 from __future__ import annotations
 
 import mmap
-from collections.abc import Iterator
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-
-class UploadBusy(Exception):
-    """Another request is writing to the same upload right now."""
+Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 
-class UploadFile(Protocol):
-    """An upload open for writing, locked against other writers (UploadBusy) until it is closed."""
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    """Serve these bytes from a local file (zero-copy: the server sends it without Python)."""
 
-    def write(self, data: bytes | bytearray | memoryview | mmap.mmap) -> None: ...
-    def truncate(self, offset: int) -> None: ...
-    def close(self) -> None: ...
+    path: Path
+    stat: os.stat_result
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """Send the client elsewhere for the bytes (a short-lived presigned URL)."""
+
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """Bytes `start`..`start + length - 1` of the blob, streamed by the registry."""
+
+    chunks: AsyncIterator[bytes]
+    start: int
+    length: int
+
+
+BlobRead = LocalFile | Redirect | Stream
+
+
+class UploadWriter(Protocol):
+    """Appends one request's bytes to an upload, from its acknowledged offset."""
+
+    async def write(self, data: memoryview) -> None:
+        """Append `data`; the caller may reuse its buffer as soon as this returns."""
+
+    async def close(self) -> str:
+        """Keep what was written; the upload's new state, for the caller to acknowledge."""
+
+    async def commit(self, digest: str, size: int) -> None:
+        """Make the upload (now `size` bytes, verified as `digest` by the caller) the blob `digest`,
+        atomically, and drop the upload's own bytes."""
+
+    async def abort(self) -> None:
+        """Forget what this writer wrote: the upload stays as its state last said."""
 
 
 class BlobStore(Protocol):
-    def size(self, digest: str) -> int | None: ...
-    def local_path(self, digest: str) -> Path: ...
-    def read_small(self, digest: str, limit: int) -> bytes | None: ...
-    def delete(self, digest: str) -> None: ...
+    description: str  # where the bytes are, for logs and `portside config show` (never a secret)
 
-    def create_upload(self, upload_id: str) -> None: ...
-    def open_upload(self, upload_id: str) -> UploadFile: ...
-    def read_upload(self, upload_id: str, length: int) -> Iterator[bytes]: ...
-    def commit_upload(self, upload_id: str, digest: str, size: int) -> None: ...
-    def delete_upload(self, upload_id: str) -> None: ...
-    def stale_uploads(self, cutoff: float) -> list[str]: ...
+    async def size(self, digest: str) -> int | None: ...
+    async def read_small(self, digest: str, limit: int) -> bytes | None:
+        """A whole blob of at most `limit` bytes (an image config); None if larger or missing."""
+
+    async def serve(self, digest: str, size: int, byte_range: tuple[int, int] | None) -> BlobRead:
+        """How to send a blob of `size` bytes (all of it, or the inclusive `byte_range`); raises
+        faults.BlobMissing when its bytes are gone."""
+
+    async def delete(self, digest: str) -> None: ...
+    def digests(self) -> AsyncIterator[str]:
+        """Every blob stored, in no particular order (garbage collection walks it)."""
+
+    async def create_upload(self, upload_id: str) -> str:
+        """Start an upload; its state."""
+
+    async def open_upload(self, upload_id: str, state: str, offset: int, digest: str | None) -> UploadWriter:
+        """A writer appending at `offset`, the acknowledged size; bytes past it are dropped first.
+        `digest`, when the request names it and the upload is empty, lets a driver write the blob
+        straight to its address (it still becomes visible only on commit)."""
+
+    def read_upload(self, upload_id: str, state: str, length: int) -> AsyncIterator[bytes]:
+        """The first `length` acknowledged bytes (to verify a digest of another algorithm)."""
+
+    async def delete_upload(self, upload_id: str, state: str) -> None: ...
+    async def stale_uploads(self, cutoff: float) -> list[str]:
+        """Uploads whose bytes were last written before `cutoff` (a Unix time): crash leftovers."""
+
+    async def check(self) -> str | None:
+        """None when the store can be written; otherwise what is wrong (for /readyz)."""
+
+    async def close(self) -> None: ...

@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from portside.faults import StorageFull, Unavailable
 from portside.http.accesslog import API_VERSION_HEADER
 from portside.http.api import render
 from portside.registry.errors import RegistryError
@@ -82,3 +83,15 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     return error_response(
         "UNKNOWN", "internal error; the server log has the details", 500, headers={name.decode(): value.decode()}
     )
+
+
+async def unavailable_error(request: Request, exc: Exception) -> Response:
+    """A store that cannot serve the request now: 507 when storage is full (more space is what it
+    takes, not patience alone), 503 otherwise; both with Retry-After. The log already has the
+    operator's line (portside.faults)."""
+    assert isinstance(exc, Unavailable)
+    status = 507 if isinstance(exc, StorageFull) else 503
+    headers = {"Retry-After": str(exc.retry_after)}
+    if _github_api(request):
+        return JSONResponse(render.error(exc.message), status_code=status, headers=headers)
+    return error_response("UNAVAILABLE", exc.message, status, headers=headers)

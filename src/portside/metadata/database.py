@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Executable, Insert
 
+from portside.metadata.errors import database_problem
 from portside.metadata.writer import SqliteWriter
 
 T = TypeVar("T")
@@ -191,8 +192,14 @@ class Database:
             return fn(conn, *args)
 
     def _write_sync(self, fn: Callable[..., T], *args: Any) -> T:
-        with self._writer.begin() as conn:
-            return fn(conn, *args)
+        try:
+            with self._writer.begin() as conn:
+                return fn(conn, *args)
+        except Exception as error:
+            problem = database_problem(error, str(self.engine.url.database))
+            if problem is error:
+                raise
+            raise problem from None
 
     def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
         return self._read_sync(fn, *args)
@@ -201,6 +208,14 @@ class Database:
         if self._sqlite_writer is not None:
             return self._sqlite_writer.run_sync(fn, *args)
         return self._write_sync(fn, *args)
+
+    async def check(self) -> str | None:
+        """None when the database answers a query; otherwise what is wrong, for /readyz."""
+        try:
+            await self.read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar())
+        except Exception as error:
+            return f"the database does not answer: {error.__class__.__name__}: {error}".splitlines()[0]
+        return None
 
     def insert(self, table: Any) -> Insert:
         """An INSERT that supports ON CONFLICT on both SQLite and PostgreSQL."""

@@ -128,9 +128,17 @@ uploads = Table(
     metadata,
     Column("id", String(36), primary_key=True),
     Column("repository_name", String(NAME_LENGTH), nullable=False),
-    Column("size", BigInteger, nullable=False),
+    Column("size", BigInteger, nullable=False),  # bytes acknowledged so far
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # What lets any process or replica continue the upload without re-reading its bytes: the
+    # running hash at `size` (blobs.hashing state) and the blob store's own state (parts, tail).
+    Column("hash_state", LargeBinary),
+    Column("store_state", Text),
+    # One writer at a time: a request takes the lease by compare-and-set and gives it back when it
+    # acknowledges; a lease not renewed by `lease_until` (its process died) may be taken over.
+    Column("lease", String(32)),
+    Column("lease_until", DateTime(timezone=True)),
     Index("ix_uploads_updated_at", "updated_at"),
 )
 

@@ -24,6 +24,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from portside.metadata.errors import database_problem
+
 MAX_BATCH = 64
 
 
@@ -119,7 +121,13 @@ class SqliteWriter:
                     cursor.close()
                 if len(batch) == 1 and not outcomes[0][0]:
                     raise outcomes[0][1]
-        except Exception as error:  # the transaction failed: nothing in it was written
+        except Exception as failure:  # the transaction failed: nothing in it was written
+            error = database_problem(failure, str(self._engine.url.database))
+            # A transaction that failed to commit (no space for the WAL, say) may leave the connection
+            # inside it: start the next batch on a new one, so the writer recovers by itself.
+            self._connection.invalidate()
+            self._connection.close()
+            self._connection = None
             outcomes = [outcome if not outcome[0] else (False, error) for outcome in outcomes]
             outcomes += [(False, error)] * (len(batch) - len(outcomes))
         for job, (succeeded, value) in zip(batch, outcomes, strict=True):
@@ -141,4 +149,4 @@ def _call(job: _Job, conn: Connection) -> tuple[bool, Any]:
     try:
         return True, job.fn(conn, *job.args)
     except Exception as error:
-        return False, error
+        return False, database_problem(error, str(conn.engine.url.database))

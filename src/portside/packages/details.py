@@ -19,6 +19,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, bindparam, func, select
 
 from portside.blobs.store import BlobStore
+from portside.faults import Unavailable
 from portside.metadata.database import Database
 from portside.metadata.schema import manifests
 from portside.packages.service import VersionInfo
@@ -210,7 +211,7 @@ class VersionDetails:
             artifact_type = artifact_type or config_blob.media_type
         else:
             kind = "image"
-        config, problem = self._config(config_blob) if config_blob is not None else (None, None)
+        config, problem = await self._config(config_blob) if config_blob is not None else (None, None)
         subject = _text(_dict(doc.get("subject")).get("digest"))
 
         linked = [entry.digest for entry in entries] + ([subject] if subject else [])
@@ -228,7 +229,7 @@ class VersionDetails:
             referrers=referrers,
         )
 
-    def _config(self, blob: Blob) -> tuple[ImageConfig | None, ConfigProblem | None]:
+    async def _config(self, blob: Blob) -> tuple[ImageConfig | None, ConfigProblem | None]:
         if blob.media_type == EMPTY_CONFIG:
             return None, "empty"
         if blob.media_type not in CONFIG_TYPES:
@@ -238,11 +239,11 @@ class VersionDetails:
         except DigestInvalid:
             return None, "missing"
         try:
-            # A file read of at most 1 MiB, on the event loop as the registry's push does.
-            raw = self.store.read_small(blob.digest, MAX_CONFIG)
+            # At most 1 MiB, read by the store off the event loop.
+            raw = await self.store.read_small(blob.digest, MAX_CONFIG)
             if raw is None:
-                return None, "missing" if self.store.size(blob.digest) is None else "too_large"
-        except OSError:
+                return None, "missing" if await self.store.size(blob.digest) is None else "too_large"
+        except (OSError, Unavailable):
             return None, "missing"
         config = _json_object(raw)
         return (_image_config(config), None) if config is not None else (None, "invalid")

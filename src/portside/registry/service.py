@@ -10,11 +10,10 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, delete, select, update
 
-from portside.blobs.filesystem import FilesystemBlobStore
+from portside.blobs.store import BlobRead, BlobStore
 from portside.clock import now
 from portside.metadata.database import Database
 from portside.metadata.schema import (
@@ -88,7 +87,7 @@ def _require_repository(conn: Connection, name: str) -> int:
 
 
 class Registry:
-    def __init__(self, db: Database, store: FilesystemBlobStore, *, max_manifest_bytes: int) -> None:
+    def __init__(self, db: Database, store: BlobStore, *, max_manifest_bytes: int) -> None:
         self.db = db
         self.store = store
         self.max_manifest_bytes = max_manifest_bytes
@@ -263,8 +262,10 @@ class Registry:
             raise BlobUnknown(f"blob {digest} is not in repository {name}", detail={"digest": str(digest)})
         return size
 
-    def blob_path(self, digest: Digest) -> Path:
-        return self.store.local_path(str(digest))
+    async def read_blob(self, name: str, digest: Digest, byte_range: tuple[int, int] | None) -> BlobRead:
+        """How to send a blob of repository `name`: a local file, a redirect or a stream."""
+        size = await self.blob_size(name, digest)
+        return await self.store.serve(str(digest), size, byte_range)
 
     async def delete_blob(self, name: str, digest: Digest) -> None:
         def change(conn: Connection) -> int:
@@ -304,14 +305,12 @@ class Registry:
 
         return await self.db.read(query)
 
-    async def mount(self, name: str, digest: Digest, size: int, on_create: OnCreate | None = None) -> bool:
-        """Link a blob the caller may read elsewhere into `name`; False when its bytes are gone."""
+    async def mount(self, name: str, digest: Digest, size: int, on_create: OnCreate | None = None) -> None:
+        """Link a blob the caller may read elsewhere into `name`. The database is the truth about
+        which blobs exist (garbage collection removes the row with the bytes): the store is not asked."""
         if await self.stored_size(name, digest) is not None:
-            return True  # already there: nothing to write
-        if self.store.size(str(digest)) is None:
-            return False
+            return  # already there: nothing to write
         await self.db.write(self.link_blob, name, str(digest), size, on_create)
-        return True
 
     # -- manifests -----------------------------------------------------------------------------
 
@@ -358,13 +357,13 @@ class Registry:
                 detail={"expected": str(ref), "computed": str(parsed.digest)},
             )
         tag = None if isinstance(ref, Digest) else ref
-        await self.db.write(self._store_manifest, name, parsed, self._labels(parsed), tag, on_create)
+        await self.db.write(self._store_manifest, name, parsed, await self._labels(parsed), tag, on_create)
         return parsed
 
-    def _labels(self, parsed: ParsedManifest) -> Labels:
+    async def _labels(self, parsed: ParsedManifest) -> Labels:
         if parsed.config_digest is None:
             return from_annotations(parsed.annotations)
-        raw = self.store.read_small(parsed.config_digest, MAX_CONFIG)
+        raw = await self.store.read_small(parsed.config_digest, MAX_CONFIG)
         return from_config(raw) if raw is not None else Labels()
 
     def _store_manifest(

@@ -1,26 +1,31 @@
-"""Blob upload sessions: monolithic, chunked and resumable, in any worker and across restarts.
+"""Blob upload sessions: monolithic, chunked and resumable, in any worker, on any replica, across
+restarts.
 
-A session's acknowledged size lives in the database and its bytes in the blob store. Bytes are
-hashed while they are written; the running hash is kept in this process as a shortcut and is
-recomputed from the stored bytes when the next request lands in another process.
+Everything a session needs to go on lives in the database with it: the acknowledged size, the
+running hash at that size (blobs.hashing: OpenSSL's state, saved and resumed, so no process ever
+re-reads what was uploaded) and the blob store's own state (for S3: the staged parts). One request
+writes at a time: it takes the session's lease by compare-and-set, and gives it back in the same
+write that acknowledges its bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import mmap
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, or_, select, update
 
-from portside.blobs.filesystem import FilesystemBlobStore, aligned_buffer
-from portside.blobs.store import UploadBusy, UploadFile
+from portside.blobs.filesystem import aligned_buffer
+from portside.blobs.hashing import ResumableHash
+from portside.blobs.store import BlobStore, UploadWriter
 from portside.clock import now
 from portside.metadata.database import Database
 from portside.metadata.schema import uploads
@@ -37,39 +42,87 @@ from portside.registry.service import OnCreate, Registry
 # written. An upload in flight holds both.
 WRITE_BUFFER = 2 * 1024 * 1024
 SPARE_BUFFERS = 8  # kept for the next uploads: 16 MiB per process
-# Requests declaring at most this many bytes are written on the event loop: a local write of a few
-# KiB takes microseconds, far less than handing it to a thread and waiting for the GIL back.
-INLINE_WRITE = 256 * 1024
+# Requests declaring at most this many bytes are hashed on the event loop as one piece: hashing a
+# few KiB takes microseconds, far less than handing it to a thread and waiting for the GIL back.
+INLINE_BODY = 256 * 1024
 DEFAULT_ALGORITHM = "sha256"
+# A writer renews its lease while it receives; a lease not renewed for this long belonged to a
+# process that died, and another request may take the upload over.
+LEASE_SECONDS = 30
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class _Leased:
+    """An upload as the request holding its lease found it."""
+
+    upload_id: str
+    token: str
+    offset: int
+    hash_state: bytes | None
+    store_state: str
+
+
 class Uploads:
-    def __init__(self, db: Database, store: FilesystemBlobStore, registry: Registry, *, ttl_seconds: int) -> None:
+    def __init__(self, db: Database, store: BlobStore, registry: Registry, *, ttl_seconds: int) -> None:
         self.db = db
         self.store = store
         self.registry = registry
         self.ttl = timedelta(seconds=ttl_seconds)
-        self._hashers: dict[str, tuple[int, hashlib._Hash]] = {}
-        self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="upload")
+        self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="hash")
         self._spare_buffers: list[mmap.mmap] = []
-        upload_id, at = bindparam("upload_id"), bindparam("at")
+        upload_id, at, token = bindparam("upload_id"), bindparam("at"), bindparam("token")
         self._size = db.query(
             select(uploads.c.size).where(uploads.c.id == upload_id, uploads.c.repository_name == bindparam("name"))
         )
         self._insert = db.query(
             uploads.insert().values(
-                id=upload_id, repository_name=bindparam("name"), size=0, created_at=at, updated_at=at
+                id=upload_id,
+                repository_name=bindparam("name"),
+                size=0,
+                store_state=bindparam("store_state"),
+                lease=bindparam("lease"),
+                lease_until=bindparam("lease_until"),
+                created_at=at,
+                updated_at=at,
             )
         )
-        # Compare-and-set: only the request that saw the acknowledged size may change it.
-        self._advance = db.query(
+        # Compare-and-set: the lease is free, or its holder stopped renewing it.
+        self._take_lease = db.query(
             update(uploads)
-            .where(uploads.c.id == upload_id, uploads.c.size == bindparam("old"))
-            .values(size=bindparam("new"), updated_at=at)
+            .where(
+                uploads.c.id == upload_id,
+                uploads.c.repository_name == bindparam("name"),
+                or_(uploads.c.lease.is_(None), uploads.c.lease_until < at),
+            )
+            .values(lease=token, lease_until=bindparam("until"))
         )
+        self._leased = db.query(
+            select(uploads.c.size, uploads.c.hash_state, uploads.c.store_state).where(
+                uploads.c.id == upload_id, uploads.c.lease == token
+            )
+        )
+        self._renew = db.query(
+            update(uploads).where(uploads.c.id == upload_id, uploads.c.lease == token).values(lease_until=at)
+        )
+        self._release = db.query(
+            update(uploads).where(uploads.c.id == upload_id, uploads.c.lease == token).values(lease=None)
+        )
+        # Only the holder of the lease may acknowledge bytes, and doing so gives the lease back.
+        self._acknowledge = db.query(
+            update(uploads)
+            .where(uploads.c.id == upload_id, uploads.c.lease == token)
+            .values(
+                size=bindparam("size"),
+                hash_state=bindparam("hash_state"),
+                store_state=bindparam("store_state"),
+                lease=None,
+                updated_at=at,
+            )
+        )
+        self._store_state = db.query(select(uploads.c.store_state).where(uploads.c.id == upload_id))
         self._remove = db.query(delete(uploads).where(uploads.c.id == upload_id))
-        self._remove_at = db.query(delete(uploads).where(uploads.c.id == upload_id, uploads.c.size == bindparam("old")))
+        self._remove_leased = db.query(delete(uploads).where(uploads.c.id == upload_id, uploads.c.lease == token))
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -77,10 +130,25 @@ class Uploads:
     # -- session lifecycle ---------------------------------------------------------------------
 
     async def start(self, name: str) -> str:
+        return (await self._start(name, None)).upload_id
+
+    async def _start(self, name: str, lease: str | None) -> _Leased:
+        """A new session; with `lease`, held by the caller from the start (a monolithic upload)."""
         upload_id = str(uuid.uuid4())
-        self.store.create_upload(upload_id)  # an empty file: inline, see INLINE_WRITE
-        await self.db.write(self.db.execute, self._insert, upload_id=upload_id, name=name, at=now())
-        return upload_id
+        state = await self.store.create_upload(upload_id)
+        at = now()
+        until = at + timedelta(seconds=LEASE_SECONDS) if lease else None
+        await self.db.write(
+            self.db.execute,
+            self._insert,
+            upload_id=upload_id,
+            name=name,
+            store_state=state,
+            lease=lease,
+            lease_until=until,
+            at=at,
+        )
+        return _Leased(upload_id, lease or "", 0, None, state)
 
     async def status(self, name: str, upload_id: str) -> int:
         row = await self.db.fetch_one(self._size, upload_id=upload_id, name=name) if _valid_id(upload_id) else None
@@ -90,9 +158,66 @@ class Uploads:
 
     async def cancel(self, name: str, upload_id: str) -> None:
         await self.status(name, upload_id)
-        await self.db.write(self.db.execute, self._remove, upload_id=upload_id)
-        self._hashers.pop(upload_id, None)
-        await self._run(self.store.delete_upload, upload_id)
+        await self._forget(upload_id)
+
+    async def _forget(self, upload_id: str) -> None:
+        def change(conn: Connection) -> str | None:
+            rows = self.db.rows(conn, self._store_state, upload_id=upload_id)
+            self.db.execute(conn, self._remove, upload_id=upload_id)
+            return rows[0][0] if rows else None
+
+        state = await self.db.write(change)
+        if state is not None:
+            await self.store.delete_upload(upload_id, state)
+
+    # -- the lease -----------------------------------------------------------------------------
+
+    async def _take(self, name: str, upload_id: str) -> _Leased:
+        if not _valid_id(upload_id):
+            raise _unknown(name, upload_id)
+        token = secrets.token_hex(16)
+
+        def take(conn: Connection) -> tuple[Any, ...] | bool:
+            at = now()
+            until = at + timedelta(seconds=LEASE_SECONDS)
+            if self.db.execute(conn, self._take_lease, upload_id=upload_id, name=name, token=token, at=at, until=until):
+                return self.db.rows(conn, self._leased, upload_id=upload_id, token=token)[0]
+            return bool(self.db.rows(conn, self._size, upload_id=upload_id, name=name))
+
+        found = await self.db.write(take)
+        if found is False:
+            raise _unknown(name, upload_id)
+        if found is True:
+            offset = await self.status(name, upload_id)
+            raise RangeNotSatisfiable(
+                f"another request is writing to upload {upload_id}; chunks must be sent one at a time",
+                headers={"Range": _range_header(offset)},
+            )
+        assert isinstance(found, tuple)
+        size, hash_state, store_state = found
+        return _Leased(upload_id, token, int(size), hash_state, store_state or "")
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, leased: _Leased) -> AsyncIterator[None]:
+        """Renew the lease while the request works; give it back if the request fails."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(LEASE_SECONDS / 3)
+                until = now() + timedelta(seconds=LEASE_SECONDS)
+                await self.db.write(
+                    self.db.execute, self._renew, upload_id=leased.upload_id, token=leased.token, at=until
+                )
+
+        renewing = asyncio.create_task(renew())
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.db.write(self.db.execute, self._release, upload_id=leased.upload_id, token=leased.token)
+            raise
+        finally:
+            renewing.cancel()
 
     # -- receiving bytes -----------------------------------------------------------------------
 
@@ -104,27 +229,45 @@ class Uploads:
         content_range: tuple[int, int] | None,
         content_length: int | None,
     ) -> int:
-        offset = await self.status(name, upload_id)
-        if content_range is not None:
-            start, end = content_range
-            if start != offset:
-                raise RangeNotSatisfiable(
-                    f"chunk starts at byte {start}, but {offset} bytes have been received; "
-                    f"send the next chunk from byte {offset}",
-                    headers={"Range": _range_header(offset)},
-                    detail={"expected_start": offset},
-                )
-            if content_length is not None and content_length != end - start + 1:
-                raise SizeInvalid(
-                    f"Content-Range {start}-{end} covers {end - start + 1} bytes but Content-Length is "
-                    f"{content_length}",
-                    headers={"Range": _range_header(offset)},
-                )
-            content_length = end - start + 1
-        async with self._writing(name, upload_id, offset, content_length) as file:
-            size, hasher = await self._receive(file, upload_id, offset, chunks, content_length)
-            await self._acknowledge(upload_id, offset, size)
-            self._hashers[upload_id] = (size, hasher)
+        leased = await self._take(name, upload_id)
+        async with self._holding(leased):
+            offset = leased.offset
+            if content_range is not None:
+                start, end = content_range
+                if start != offset:
+                    raise RangeNotSatisfiable(
+                        f"chunk starts at byte {start}, but {offset} bytes have been received; "
+                        f"send the next chunk from byte {offset}",
+                        headers={"Range": _range_header(offset)},
+                        detail={"expected_start": offset},
+                    )
+                if content_length is not None and content_length != end - start + 1:
+                    raise SizeInvalid(
+                        f"Content-Range {start}-{end} covers {end - start + 1} bytes but Content-Length is "
+                        f"{content_length}",
+                        headers={"Range": _range_header(offset)},
+                    )
+                content_length = end - start + 1
+            hasher = _hasher(leased, DEFAULT_ALGORITHM) or await self._rehash(leased, DEFAULT_ALGORITHM)
+            writer = await self.store.open_upload(upload_id, leased.store_state, offset, None)
+            size = await self._receive(writer, offset, chunks, content_length, hasher)
+            try:
+                state = await writer.close()
+            except BaseException:
+                await writer.abort()
+                raise
+            acknowledged = await self.db.write(
+                self.db.execute,
+                self._acknowledge,
+                upload_id=upload_id,
+                token=leased.token,
+                size=size,
+                hash_state=hasher.state(),
+                store_state=state,
+                at=now(),
+            )
+            if not acknowledged:
+                raise _changed(upload_id)
             return size
 
     async def finish(
@@ -135,12 +278,42 @@ class Uploads:
         chunks: AsyncIterator[bytes],
         content_length: int | None,
         on_create: OnCreate | None = None,
+        *,
+        leased: _Leased | None = None,
     ) -> None:
-        offset = await self.status(name, upload_id)
-        async with self._writing(name, upload_id, offset, content_length) as file:
-            size, hasher = await self._receive(file, upload_id, offset, chunks, content_length)
-            # The final bytes are acknowledged together with the blob, in one transaction.
-            await self._complete(name, upload_id, digest, offset, size, hasher, on_create)
+        leased = leased or await self._take(name, upload_id)
+        async with self._holding(leased):
+            offset = leased.offset
+            # A session hashed as sha256 that ends with another algorithm is read back, once.
+            hasher = _hasher(leased, digest.algorithm) or await self._rehash(leased, digest.algorithm)
+            writer = await self.store.open_upload(
+                upload_id, leased.store_state, offset, str(digest) if not offset else None
+            )
+            size = await self._receive(writer, offset, chunks, content_length, hasher)
+            actual = hasher.hexdigest()
+            if actual != digest.hex:
+                await writer.abort()
+                await self._forget(upload_id)
+                raise DigestInvalid(
+                    f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}; the upload was "
+                    "discarded, push the blob again",
+                    detail={"expected": str(digest), "computed": f"{digest.algorithm}:{actual}"},
+                )
+            try:
+                await writer.commit(str(digest), size)
+            except BaseException:
+                await writer.abort()
+                raise
+
+            def record(conn: Connection) -> bool:
+                # Only the lease's holder ends the session; the blob is linked in the same transaction.
+                if not self.db.execute(conn, self._remove_leased, upload_id=upload_id, token=leased.token):
+                    return False
+                self.registry.link_blob(conn, name, str(digest), size, on_create)
+                return True
+
+            if not await self.db.write(record):
+                raise _changed(upload_id)
 
     async def monolithic(
         self,
@@ -150,105 +323,74 @@ class Uploads:
         content_length: int | None,
         on_create: OnCreate | None = None,
     ) -> None:
-        upload_id = await self.start(name)
+        leased = await self._start(name, secrets.token_hex(16))
         try:
-            await self.finish(name, upload_id, digest, chunks, content_length, on_create)
+            await self.finish(name, leased.upload_id, digest, chunks, content_length, on_create, leased=leased)
         except BaseException:
-            with contextlib.suppress(BlobUploadUnknown):
-                await self.cancel(name, upload_id)
+            with contextlib.suppress(Exception):
+                await self._forget(leased.upload_id)
             raise
 
-    @contextlib.asynccontextmanager
-    async def _writing(
-        self, name: str, upload_id: str, offset: int, content_length: int | None
-    ) -> AsyncIterator[UploadFile]:
-        """Lock the upload: its bytes, its acknowledged size and its completion change only under the lock."""
-        try:
-            if _inline(content_length):
-                file = self.store.open_upload(upload_id)
-            else:
-                file = await self._run(self.store.open_upload, upload_id)
-        except UploadBusy:
-            raise RangeNotSatisfiable(
-                f"another request is writing to upload {upload_id}; chunks must be sent one at a time",
-                headers={"Range": _range_header(offset)},
-            ) from None
-        except FileNotFoundError:
-            raise _unknown(name, upload_id) from None
-        try:
-            current = await self.status(name, upload_id)
-            if current != offset:
-                raise RangeNotSatisfiable(
-                    f"upload {upload_id} changed while this request waited; check its status with GET and "
-                    "resend from there",
-                    headers={"Range": _range_header(current)},
-                )
-            yield file
-        except FileNotFoundError:
-            raise _unknown(name, upload_id) from None  # cancelled or expired meanwhile
-        finally:
-            file.close()
-
     async def _receive(
-        self, file: UploadFile, upload_id: str, offset: int, chunks: AsyncIterator[bytes], expected: int | None
-    ) -> tuple[int, hashlib._Hash]:
-        """Append a request's bytes at the acknowledged `offset`; the new size and the running hash.
+        self,
+        writer: UploadWriter,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        expected: int | None,
+        hasher: ResumableHash,
+    ) -> int:
+        """Append a request's bytes at the acknowledged `offset`; the new size.
 
-        The caller acknowledges them. Until then they are harmless: whoever writes next starts by
-        truncating what lies past the acknowledged size.
+        The caller acknowledges them. Until then they are harmless: whoever writes next starts from
+        the acknowledged size, and this writer forgets them if the request fails.
         """
-        hasher = await self._hasher_at(upload_id, offset)
-        self._hashers.pop(upload_id, None)  # the hash is only trusted again once this request succeeds
         try:
-            if _inline(expected):
-                received = await self._receive_inline(file, offset, chunks, expected, hasher)
+            if expected is not None and expected <= INLINE_BODY:
+                received = await self._receive_inline(writer, chunks, expected, hasher)
             else:
-                received = await self._receive_buffered(file, offset, chunks, expected, hasher)
+                received = await self._receive_buffered(writer, chunks, expected, hasher)
             if expected is not None and received != expected:
                 raise SizeInvalid(f"request body has {received} bytes but its length was given as {expected}")
         except BaseException:
-            # A client that vanished or lied about sizes: forget what it sent in this request.
-            file.truncate(offset)
+            # A client that vanished or lied about sizes, or a store that failed: forget this request.
+            with contextlib.suppress(Exception):
+                await writer.abort()
             raise
-        return offset + received, hasher
+        return offset + received
 
     async def _receive_inline(
-        self, file: UploadFile, offset: int, chunks: AsyncIterator[bytes], expected: int | None, hasher: hashlib._Hash
+        self, writer: UploadWriter, chunks: AsyncIterator[bytes], expected: int, hasher: ResumableHash
     ) -> int:
         body = bytearray()
         async for chunk in chunks:
             body += chunk
-            if expected is not None and len(body) > expected:
+            if len(body) > expected:
                 raise SizeInvalid(f"request body is longer than its declared {expected} bytes")
-        file.truncate(offset)
-        file.write(body)
         hasher.update(body)
+        await writer.write(memoryview(body))
         return len(body)
 
     async def _receive_buffered(
-        self, file: UploadFile, offset: int, chunks: AsyncIterator[bytes], expected: int | None, hasher: hashlib._Hash
+        self, writer: UploadWriter, chunks: AsyncIterator[bytes], expected: int | None, hasher: ResumableHash
     ) -> int:
-        """Fill one page-aligned buffer while the previous one is hashed and written, in two threads
-        (hashlib and os.pwrite drop the GIL), so receiving, hashing and writing overlap."""
-        await self._run(file.truncate, offset)
+        """Fill one page-aligned buffer while the previous one is hashed and written, the hash in a
+        thread (OpenSSL drops the GIL) and the write by the store, so receiving, hashing and writing
+        overlap."""
         loop = asyncio.get_running_loop()
         buffers = [self._buffer(), self._buffer()]
         in_flight: asyncio.Future[Any] | None = None
 
         async def write(buffer: mmap.mmap, length: int) -> None:
             view = memoryview(buffer)[:length]
-            # Both finish before this does, even when one fails: nothing may touch the file afterwards.
+            # Both finish before this does, even when one fails: nothing may touch the buffer afterwards.
             outcomes = await asyncio.gather(
                 loop.run_in_executor(self._executor, hasher.update, view),
-                loop.run_in_executor(self._executor, file.write, view),
+                writer.write(view),
                 return_exceptions=True,
             )
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
-
-        def flush(buffer: mmap.mmap, length: int) -> asyncio.Future[None]:
-            return asyncio.ensure_future(write(buffer, length))
 
         received = filled = 0
         current = buffers[0]
@@ -266,7 +408,7 @@ class Uploads:
                     if filled == WRITE_BUFFER:
                         if in_flight is not None:
                             await asyncio.shield(in_flight)
-                        in_flight = flush(current, filled)
+                        in_flight = asyncio.ensure_future(write(current, filled))
                         current = buffers[1] if current is buffers[0] else buffers[0]
                         filled = 0
             if in_flight is not None:
@@ -275,7 +417,7 @@ class Uploads:
             if filled:
                 await write(current, filled)
         finally:
-            if in_flight is not None:  # let the writes in flight finish before the caller truncates
+            if in_flight is not None:  # let the writes in flight finish before the caller aborts
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(in_flight)
         # Back to the pool only after a clean finish; otherwise a thread may still hold one, and it
@@ -288,60 +430,11 @@ class Uploads:
         # every 8 MiB chunk of a chunked upload.
         return self._spare_buffers.pop() if self._spare_buffers else aligned_buffer(WRITE_BUFFER)
 
-    async def _hasher_at(self, upload_id: str, offset: int) -> hashlib._Hash:
-        if offset == 0:
-            return hashlib.new(DEFAULT_ALGORITHM)
-        cached = self._hashers.get(upload_id)
-        if cached is not None and cached[0] == offset:
-            return cached[1]
-        return await self._run(self._rehash, upload_id, offset, DEFAULT_ALGORITHM)
-
-    def _rehash(self, upload_id: str, length: int, algorithm: str) -> hashlib._Hash:
-        hasher = hashlib.new(algorithm)
-        for chunk in self.store.read_upload(upload_id, length):
-            hasher.update(chunk)
+    async def _rehash(self, leased: _Leased, algorithm: str) -> ResumableHash:
+        hasher = ResumableHash(algorithm)
+        async for chunk in self.store.read_upload(leased.upload_id, leased.store_state, leased.offset):
+            await self._run(hasher.update, chunk)
         return hasher
-
-    async def _acknowledge(self, upload_id: str, old_size: int, new_size: int) -> None:
-        changed = await self.db.write(
-            self.db.execute, self._advance, upload_id=upload_id, old=old_size, new=new_size, at=now()
-        )
-        if not changed:
-            raise _changed(upload_id)
-
-    async def _complete(
-        self,
-        name: str,
-        upload_id: str,
-        digest: Digest,
-        offset: int,
-        size: int,
-        hasher: hashlib._Hash,
-        on_create: OnCreate | None,
-    ) -> None:
-        """Verify the digest, store the blob, and in one transaction end the upload and link the blob."""
-        if digest.algorithm == DEFAULT_ALGORITHM:
-            actual = hasher.hexdigest()
-        else:
-            actual = (await self._run(self._rehash, upload_id, size, digest.algorithm)).hexdigest()
-        if actual != digest.hex:
-            await self.cancel(name, upload_id)
-            raise DigestInvalid(
-                f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}; the upload was "
-                "discarded, push the blob again",
-                detail={"expected": str(digest), "computed": f"{digest.algorithm}:{actual}"},
-            )
-        await self._run(self.store.commit_upload, upload_id, str(digest), size)
-
-        def record(conn: Connection) -> bool:
-            # The upload must still be at the size this request started from (compare-and-set).
-            if not self.db.execute(conn, self._remove_at, upload_id=upload_id, old=offset):
-                return False
-            self.registry.link_blob(conn, name, str(digest), size, on_create)
-            return True
-
-        if not await self.db.write(record):
-            raise _changed(upload_id)
 
     # -- housekeeping --------------------------------------------------------------------------
 
@@ -349,29 +442,45 @@ class Uploads:
         """Forget uploads idle for longer than the TTL and reclaim their bytes."""
         cutoff = now() - self.ttl
 
-        def change(conn: Connection) -> list[str]:
-            ids = list(conn.execute(select(uploads.c.id).where(uploads.c.updated_at < cutoff)).scalars())
-            if ids:
-                conn.execute(delete(uploads).where(uploads.c.id.in_(ids)))
-            return ids
+        def change(conn: Connection) -> list[tuple[str, str]]:
+            idle = (uploads.c.updated_at < cutoff) & or_(uploads.c.lease.is_(None), uploads.c.lease_until < now())
+            rows = [
+                (row[0], row[1] or "") for row in conn.execute(select(uploads.c.id, uploads.c.store_state).where(idle))
+            ]
+            if rows:
+                conn.execute(delete(uploads).where(uploads.c.id.in_([upload_id for upload_id, _ in rows])))
+            return rows
 
         expired = await self.db.write(change)
-        for upload_id in expired:
-            self._hashers.pop(upload_id, None)
-            await self._run(self.store.delete_upload, upload_id)
-        expired += await self._run(self._remove_orphans, cutoff.timestamp())
-        return len(expired)
+        for upload_id, state in expired:
+            await self.store.delete_upload(upload_id, state)
+        orphans = await self._remove_orphans(cutoff.timestamp())
+        return len(expired) + orphans
 
-    def _remove_orphans(self, cutoff: float) -> list[str]:
-        """Files left by a crash between creating an upload's file and recording it."""
-        known = set(self.db.read_sync(lambda conn: list(conn.execute(select(uploads.c.id)).scalars())))
-        orphans = [upload_id for upload_id in self.store.stale_uploads(cutoff) if upload_id not in known]
+    async def _remove_orphans(self, cutoff: float) -> int:
+        """Bytes left by a crash between storing an upload's first bytes and recording it."""
+        stale = await self.store.stale_uploads(cutoff)
+        if not stale:
+            return 0
+        known = set(await self.db.read(lambda conn: list(conn.execute(select(uploads.c.id)).scalars())))
+        orphans = [upload_id for upload_id in stale if upload_id not in known]
         for upload_id in orphans:
-            self.store.delete_upload(upload_id)
-        return orphans
+            await self.store.delete_upload(upload_id, "")
+        return len(orphans)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False)
+
+
+def _hasher(leased: _Leased, algorithm: str) -> ResumableHash | None:
+    """The running hash at the acknowledged offset; None when it must be recomputed (an upload
+    hashed as sha256 that turns out to be another algorithm's)."""
+    if leased.offset == 0:
+        return ResumableHash(algorithm)
+    if leased.hash_state is None:
+        return None
+    hasher = ResumableHash.resume(leased.hash_state)
+    return hasher if hasher.algorithm == algorithm else None
 
 
 def _unknown(name: str, upload_id: str) -> BlobUploadUnknown:
@@ -387,10 +496,6 @@ def _changed(upload_id: str) -> RangeNotSatisfiable:
         f"upload {upload_id} changed while this request was writing to it; check its status with GET and "
         "resend from there"
     )
-
-
-def _inline(content_length: int | None) -> bool:
-    return content_length is not None and content_length <= INLINE_WRITE
 
 
 def _valid_id(upload_id: str) -> bool:

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from portside.access.policy import Action, Actor
+from portside.blobs.store import LocalFile, Redirect
 from portside.http.auth import RegistryAuth, scope_of
 from portside.http.base_url import BaseUrl, client_address
 from portside.registry.errors import (
@@ -29,6 +30,7 @@ from portside.registry.uploads import Uploads
 _MANIFEST_ACTIONS = {"GET": Action.PULL, "HEAD": Action.PULL, "PUT": Action.PUSH, "DELETE": Action.DELETE}
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)")
 _EMPTY_DIGEST = str(Digest.of(b""))
+_OCTETS = "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -145,13 +147,25 @@ class Distribution:
                 actor, "package.delete_blob", name, client_address(request), digest=str(digest)
             )
             return Response(status_code=202)
-        size = await self.registry.blob_size(name, digest)
         headers = {"Docker-Content-Digest": str(digest), "Accept-Ranges": "bytes", "ETag": f'"{digest}"'}
-        if request.method == "HEAD":
-            headers["Content-Length"] = str(size)
+        if request.method == "HEAD":  # the database knows the size: the blob store is not asked
+            headers["Content-Length"] = str(await self.registry.blob_size(name, digest))
             return Response(media_type="application/octet-stream", headers=headers)
-        _check_range(request.headers.get("range"), size)
-        return FileResponse(self.registry.blob_path(digest), media_type="application/octet-stream", headers=headers)
+        size = await self.registry.blob_size(name, digest)
+        byte_range = _check_range(request.headers.get("range"), size)
+        read = await self.registry.read_blob(name, digest, byte_range)
+        if isinstance(read, LocalFile):
+            # Zero-copy (sendfile, or the ASGI server's path send); FileResponse answers Range itself.
+            return FileResponse(
+                read.path, stat_result=read.stat, media_type="application/octet-stream", headers=headers
+            )
+        if isinstance(read, Redirect):
+            return RedirectResponse(read.url, status_code=307, headers={"Docker-Content-Digest": str(digest)})
+        headers["Content-Length"] = str(read.length)
+        if byte_range is None:
+            return StreamingResponse(read.chunks, media_type="application/octet-stream", headers=headers)
+        headers["Content-Range"] = f"bytes {read.start}-{read.start + read.length - 1}/{size}"
+        return StreamingResponse(read.chunks, status_code=206, media_type="application/octet-stream", headers=headers)
 
     # -- uploads -------------------------------------------------------------------------------
 
@@ -184,7 +198,8 @@ class Distribution:
         if mount:
             digest = Digest.parse(mount)
             size = await self._mountable(request, actor, name, digest, source)
-            if size is not None and await self.registry.mount(name, digest, size, self._creator(actor)):
+            if size is not None:
+                await self.registry.mount(name, digest, size, self._creator(actor))
                 return self._blob_created(request, name, digest)
         elif (digest_param := params.get("digest")) is not None:
             digest = Digest.parse(digest_param)
@@ -275,10 +290,11 @@ def _content_range(value: str | None) -> tuple[int, int] | None:
     return start, end
 
 
-def _check_range(value: str | None, size: int) -> None:
-    """Validate a Range header up front, so a bad one gets a spec error rather than plain text."""
+def _check_range(value: str | None, size: int) -> tuple[int, int] | None:
+    """Validate a Range header up front, so a bad one gets a spec error rather than plain text; the
+    inclusive byte range it selects (None: the whole blob)."""
     if value is None:
-        return
+        return None
     match = re.fullmatch(r"bytes=(\d*)-(\d*)", value.strip())
     if not match or match[1] == match[2] == "":
         raise Unsupported(
@@ -291,11 +307,13 @@ def _check_range(value: str | None, size: int) -> None:
     if start is None:
         if end == 0 or size == 0:
             raise RangeNotSatisfiable(f"Range {value!r} selects no bytes", headers={"Content-Range": f"bytes */{size}"})
-        return
+        assert end is not None
+        return max(size - end, 0), size - 1  # the last `end` bytes
     if start >= size or (end is not None and end < start):
         raise RangeNotSatisfiable(
             f"Range {value!r} is outside the blob's {size} bytes", headers={"Content-Range": f"bytes */{size}"}
         )
+    return start, min(end if end is not None else size - 1, size - 1)
 
 
 def _pagination(request: Request) -> tuple[int | None, str | None]:
