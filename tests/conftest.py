@@ -7,7 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.server import Server, running_server
+from tests.support.seaweed import SeaweedS3
+from tests.support.server import OUTPUT, Server, running_server
 
 
 def _safe(name: str) -> str:
@@ -34,3 +35,21 @@ def fresh_registry(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[S
 def client(registry: Server) -> Iterator[httpx.Client]:
     with registry.client() as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One real S3 endpoint (SeaweedFS) for the session; each user takes a prefix of its own."""
+    log = OUTPUT / "logs" / "seaweed.log"
+    log.unlink(missing_ok=True)
+    with SeaweedS3(tmp_path_factory.mktemp("seaweed"), log) as s3:
+        yield s3
+
+
+def s3_env(s3: SeaweedS3) -> dict[str, str]:
+    """The standard AWS variables that give Portside (and boto3 beside it) the fixture's credentials."""
+    return {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key}
+
+
+def s3_url(s3: SeaweedS3, prefix: str) -> str:
+    return f"s3://{s3.bucket}/{prefix}?endpoint={s3.endpoint}&region={s3.region}"

@@ -1,9 +1,9 @@
 """Conditions that keep a store from serving a request for now: full storage, a store that cannot be
 reached, a blob whose bytes are gone. The client is told to try later and an operator what to fix.
 
-The stores raise these (they know no HTTP); each surface maps them to its own wire format. The
-operator's line goes to the log once per condition and process, then at most every few minutes while
-it lasts, instead of a traceback per request.
+The stores raise these (they know no HTTP); each surface maps them to its own wire format and
+`report`s the operator's line, which the log gets once per condition and process, then at most every
+few minutes while it lasts, instead of a traceback per request.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ class Unavailable(Exception):
         self.message = message
         self.condition = condition  # what the log line is about: one line per condition, not per request
         self.operator = operator  # what the log says: the path or URL, the free space, what to do
-        report(condition, operator)
 
 
 class StorageFull(Unavailable):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
+from portside.blobs import open_store
 from portside.bootstrap import bootstrap
 from portside.config import Settings
 from portside.metadata.database import upgrade
@@ -11,8 +13,13 @@ from portside.metadata.database import upgrade
 APP = "portside.app:create_app"
 
 
+class StartupError(Exception):
+    """Something the operator must fix before the registry can serve; one line says what."""
+
+
 def serve(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    check_storage(settings)
     # Migrate once, before any worker starts, so workers never race each other on the schema.
     upgrade(settings.effective_database_url)
     message = bootstrap(settings)
@@ -22,6 +29,24 @@ def serve(settings: Settings) -> None:
         _granian(settings)
     else:
         _uvicorn(settings)
+
+
+def check_storage(settings: Settings) -> None:
+    """The blob store must answer before workers start: an unreachable endpoint, wrong credentials
+    or a missing bucket is one clear line, not a worker crash loop or a 503 on every push."""
+    store = open_store(
+        settings.storage_url, settings.data_dir, fsync=settings.fsync, redirect=settings.storage_redirect
+    )
+
+    async def probe() -> str | None:
+        try:
+            return await store.check()
+        finally:
+            await store.close()
+
+    problem = asyncio.run(probe())
+    if problem is not None:
+        raise StartupError(f"cannot use blob storage {store.description}: {problem}")
 
 
 def _uvicorn(settings: Settings) -> None:

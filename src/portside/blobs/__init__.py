@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from portside.blobs.store import BlobStore
+from portside.blobs.store import BlobStore, StorageUrlInvalid
 
-
-class StorageUrlInvalid(ValueError):
-    pass
+__all__ = ["BlobStore", "StorageUrlInvalid", "open_store"]
 
 
 def open_store(url: str, data_dir: Path, *, fsync: bool = True, redirect: bool | None = None) -> BlobStore:

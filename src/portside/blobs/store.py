@@ -19,6 +19,10 @@ from typing import Protocol
 Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 
+class StorageUrlInvalid(ValueError):
+    """`storage_url` names no driver, or a driver with settings it cannot use."""
+
+
 @dataclass(frozen=True, slots=True)
 class LocalFile:
     """Serve these bytes from a local file (zero-copy: the server sends it without Python)."""

@@ -23,6 +23,13 @@ app.add_typer(config_app, name="config")
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")]
 DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (PORTSIDE_DATA_DIR).")]
+DatabaseUrlOption = Annotated[
+    str | None, typer.Option("--database-url", help="Metadata database URL (PORTSIDE_DATABASE_URL).")
+]
+StorageUrlOption = Annotated[
+    str | None,
+    typer.Option("--storage-url", help="file:///PATH or s3://BUCKET/PREFIX?endpoint=... (PORTSIDE_STORAGE_URL)."),
+]
 
 
 def fail(message: str) -> None:
@@ -63,6 +70,8 @@ def serve(
     log_format: Annotated[str | None, typer.Option(help="text or json.")] = None,
     server: Annotated[str | None, typer.Option(help="uvicorn or granian (PORTSIDE_SERVER).")] = None,
     config: ConfigOption = None,
+    database_url: DatabaseUrlOption = None,
+    storage_url: StorageUrlOption = None,
 ) -> None:
     """Run the registry."""
     settings = load_settings(
@@ -75,22 +84,31 @@ def serve(
         tls_key=tls_key,
         log_format=log_format,
         server=server,
+        database_url=database_url,
+        storage_url=storage_url,
     )
     if (settings.tls_cert is None) != (settings.tls_key is None):
         fail("--tls-cert and --tls-key go together")
+    from portside.blobs import StorageUrlInvalid
+    from portside.server import StartupError
     from portside.server import serve as run_server
 
-    run_server(settings)
+    try:
+        run_server(settings)
+    except (StartupError, StorageUrlInvalid) as error:
+        fail(str(error))
 
 
 @config_app.command("show")
 def config_show(
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+    storage_url: StorageUrlOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Print the effective configuration."""
-    settings = load_settings(config, data_dir=data_dir)
+    """Print the effective configuration (never a secret: S3 credentials come from the AWS chain)."""
+    settings = load_settings(config, data_dir=data_dir, database_url=database_url, storage_url=storage_url)
     values = settings.model_dump(mode="json")
     values["effective_workers"] = settings.effective_workers
     values["effective_database_url"] = settings.effective_database_url
@@ -103,14 +121,26 @@ def config_show(
 
 
 @app.command()
-def migrate(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+def migrate(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+    storage_url: StorageUrlOption = None,
+) -> None:
     """Apply database migrations (serve does this on start)."""
     from portside.metadata.database import upgrade
 
-    settings = load_settings(config, data_dir=data_dir)
+    settings = load_settings(config, data_dir=data_dir, database_url=database_url, storage_url=storage_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.effective_database_url)
     typer.echo("database is up to date")
+
+
+@app.callback()
+def _everywhere(database_url: DatabaseUrlOption = None, storage_url: StorageUrlOption = None) -> None:
+    """Portside: a self-hosted container registry. `--database-url` and `--storage-url` given
+    before any command (`portside --storage-url s3://... user list`) apply to it."""
+    load_settings(None, database_url=database_url, storage_url=storage_url)
 
 
 admin.register(app)

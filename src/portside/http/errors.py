@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from portside.faults import StorageFull, Unavailable
+from portside.faults import StorageFull, Unavailable, report
 from portside.http.accesslog import API_VERSION_HEADER
 from portside.http.api import render
 from portside.registry.errors import RegistryError
@@ -90,6 +90,7 @@ async def unavailable_error(request: Request, exc: Exception) -> Response:
     takes, not patience alone), 503 otherwise; both with Retry-After. The log already has the
     operator's line (portside.faults)."""
     assert isinstance(exc, Unavailable)
+    report(exc.condition, exc.operator)
     status = 507 if isinstance(exc, StorageFull) else 503
     headers = {"Retry-After": str(exc.retry_after)}
     if _github_api(request):

@@ -1,0 +1,353 @@
+"""The blob store contract: what every driver (filesystem, S3; later GCS, Azure) must do, in the
+manner of CNCF distribution's storage-driver suites. Each test runs against every driver, in
+process; S3 is a real SeaweedFS (tests/support/seaweed.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from portside.blobs.store import BlobRead, BlobStore, LocalFile, Redirect, Stream
+from portside.faults import BlobMissing
+
+pytestmark = pytest.mark.anyio
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _data(size: int, seed: int = 0) -> bytes:
+    block = hashlib.sha256(f"{seed}".encode()).digest() * 2048  # 64 KiB, not all one byte
+    return (block * (size // len(block) + 1))[:size]
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+async def _upload(store: BlobStore, upload_id: str, pieces: list[bytes], *, direct: bool = False) -> str:
+    """Write `pieces` one request each (close and reopen from the acknowledged offset), then commit."""
+    whole = b"".join(pieces)
+    digest = _digest(whole)
+    state = await store.create_upload(upload_id)
+    offset = 0
+    for i, piece in enumerate(pieces):
+        last = i == len(pieces) - 1
+        writer = await store.open_upload(upload_id, state, offset, digest if direct and offset == 0 else None)
+        view = memoryview(piece)
+        for start in range(0, len(piece), 3 * MiB):  # the registry hands over its buffers like this
+            await writer.write(view[start : start + 3 * MiB])
+        if last:
+            await writer.commit(digest, offset + len(piece))
+        else:
+            state = await writer.close()
+        offset += len(piece)
+    return digest
+
+
+async def _collect(read: BlobRead, byte_range: tuple[int, int] | None = None) -> bytes:
+    if isinstance(read, LocalFile):
+        data = read.path.read_bytes()
+        return data if byte_range is None else data[byte_range[0] : byte_range[1] + 1]
+    if isinstance(read, Redirect):
+        headers = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
+        async with httpx.AsyncClient() as client:
+            response = await client.get(read.url, headers=headers)
+        assert response.status_code == (206 if byte_range else 200), response.text
+        return response.content
+    assert isinstance(read, Stream)
+    return b"".join([chunk async for chunk in read.chunks])
+
+
+async def _read(store: BlobStore, digest: str, size: int, byte_range: tuple[int, int] | None = None) -> bytes:
+    return await _collect(await store.serve(digest, size, byte_range), byte_range)
+
+
+# -- exact bytes, sizes, ranges ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [0],  # the empty blob
+        [1],
+        [1000],
+        [5 * MiB - 1, 1],  # S3's minimum part size, either side of it
+        [5 * MiB, 5 * MiB + 3],
+        [100, 200, 300, 7 * MiB, 11],  # small requests, then a large one
+        [3 * MiB] * 5,  # requests smaller than a part whose sum is several parts
+        [21 * MiB + 17],  # one large request
+    ],
+    ids=lambda sizes: "+".join(str(size) for size in sizes),
+)
+async def test_exact_bytes_in_any_request_sizes(store: BlobStore, pieces: list[int]) -> None:
+    data = [_data(size, seed) for seed, size in enumerate(pieces)]
+    whole = b"".join(data)
+    digest = await _upload(store, "u-exact", data)
+    assert await store.size(digest) == len(whole)
+    assert await _read(store, digest, len(whole)) == whole
+    if len(whole) > 10:
+        assert await _read(store, digest, len(whole), (3, 9)) == whole[3:10]
+        last = len(whole) - 1
+        assert await _read(store, digest, len(whole), (last - 4, last)) == whole[-5:]
+
+
+async def test_direct_uploads_become_visible_only_on_commit(store: BlobStore) -> None:
+    data = _data(12 * MiB, 7)
+    digest = _digest(data)
+    state = await store.create_upload("u-direct")
+    writer = await store.open_upload("u-direct", state, 0, digest)
+    await writer.write(memoryview(data)[: 9 * MiB])
+    assert await store.size(digest) is None  # nobody sees a partial blob
+    await writer.write(memoryview(data)[9 * MiB :])
+    assert await store.size(digest) is None
+    await writer.commit(digest, len(data))
+    assert await store.size(digest) == len(data)
+    assert await _read(store, digest, len(data)) == data
+
+
+async def test_an_aborted_request_leaves_the_upload_as_acknowledged(store: BlobStore) -> None:
+    first, lost, second = _data(6 * MiB, 1), _data(7 * MiB, 2), _data(1000, 3)
+    state = await store.create_upload("u-abort")
+    writer = await store.open_upload("u-abort", state, 0, None)
+    await writer.write(memoryview(first))
+    state = await writer.close()
+    writer = await store.open_upload("u-abort", state, len(first), None)
+    await writer.write(memoryview(lost))
+    await writer.abort()
+    writer = await store.open_upload("u-abort", state, len(first), None)
+    await writer.write(memoryview(second))
+    digest = _digest(first + second)
+    await writer.commit(digest, len(first) + len(second))
+    assert await _read(store, digest, len(first) + len(second)) == first + second
+
+
+async def test_an_aborted_direct_upload_leaves_nothing_visible(store: BlobStore) -> None:
+    data = _data(11 * MiB, 9)
+    state = await store.create_upload("u-direct-abort")
+    writer = await store.open_upload("u-direct-abort", state, 0, _digest(data))
+    await writer.write(memoryview(data))
+    await writer.abort()
+    assert await store.size(_digest(data)) is None
+    await store.delete_upload("u-direct-abort", state)
+
+
+async def test_read_upload_returns_what_was_acknowledged(store: BlobStore) -> None:
+    pieces = [_data(6 * MiB, 4), _data(300, 5)]
+    state = await store.create_upload("u-read")
+    offset = 0
+    for piece in pieces:
+        writer = await store.open_upload("u-read", state, offset, None)
+        await writer.write(memoryview(piece))
+        state = await writer.close()
+        offset += len(piece)
+    chunks = [chunk async for chunk in store.read_upload("u-read", state, offset)]
+    assert b"".join(chunks) == b"".join(pieces)
+    await store.delete_upload("u-read", state)
+
+
+# -- missing, small, delete, list ----------------------------------------------------------------
+
+
+async def test_missing_blobs(store: BlobStore) -> None:
+    missing = "sha256:" + "e" * 64
+    assert await store.size(missing) is None
+    assert await store.read_small(missing, 1024) is None
+    with pytest.raises(BlobMissing) as caught:
+        await store.serve(missing, 10, None)
+    assert missing in caught.value.message
+    await store.delete(missing)  # deleting what is not there is not an error
+
+
+async def test_read_small_respects_its_limit(store: BlobStore) -> None:
+    data = _data(4096, 11)
+    digest = await _upload(store, "u-small", [data])
+    assert await store.read_small(digest, 4096) == data
+    assert await store.read_small(digest, 4095) is None
+
+
+async def test_delete_and_list(store: BlobStore) -> None:
+    kept = await _upload(store, "u-kept", [_data(100, 21)])
+    gone = await _upload(store, "u-gone", [_data(100, 22)])
+    listed = {digest async for digest in store.digests()}
+    assert {kept, gone} <= listed
+    await store.delete(gone)
+    assert await store.size(gone) is None
+    with pytest.raises(BlobMissing):
+        await store.serve(gone, 100, None)
+    listed = {digest async for digest in store.digests()}
+    assert kept in listed
+    assert gone not in listed
+
+
+async def test_delete_upload_and_stale_uploads(store: BlobStore) -> None:
+    state = await store.create_upload("u-stale")
+    writer = await store.open_upload("u-stale", state, 0, None)
+    await writer.write(memoryview(_data(6 * MiB, 31)))
+    state = await writer.close()
+    assert "u-stale" in await store.stale_uploads(time.time() + 60)
+    assert "u-stale" not in await store.stale_uploads(time.time() - 3600)
+    await store.delete_upload("u-stale", state)
+    assert "u-stale" not in await store.stale_uploads(time.time() + 60)
+
+
+# -- concurrency ---------------------------------------------------------------------------------
+
+
+async def test_concurrent_writers_of_the_same_digest(store: BlobStore) -> None:
+    data = _data(9 * MiB, 41)
+    digests = await asyncio.gather(*(_upload(store, f"u-same-{i}", [data]) for i in range(4)))
+    assert set(digests) == {_digest(data)}
+    assert await _read(store, digests[0], len(data)) == data
+
+
+async def test_concurrent_uploads(store: BlobStore) -> None:
+    blobs = [[_data(2 * MiB + i, 50 + i), _data(4 * MiB, 60 + i)] for i in range(6)]
+    digests = await asyncio.gather(*(_upload(store, f"u-many-{i}", pieces) for i, pieces in enumerate(blobs)))
+    for digest, pieces in zip(digests, blobs, strict=True):
+        whole = b"".join(pieces)
+        assert await _read(store, digest, len(whole)) == whole
+
+
+# -- another process continues -------------------------------------------------------------------
+
+_CONTINUE = """
+import asyncio, json, sys
+from pathlib import Path
+from portside.blobs import open_store
+
+async def main():
+    args = json.loads(sys.argv[1])
+    store = open_store(args["url"], Path(args["data_dir"]))
+    data = bytes.fromhex(args["data"]) * args["repeat"]
+    writer = await store.open_upload(args["upload_id"], args["state"], args["offset"], None)
+    await writer.write(memoryview(data))
+    print(json.dumps({"state": await writer.close()}))
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_an_upload_continued_by_another_process(store: BlobStore, store_url: str, tmp_path: Path) -> None:
+    first = _data(6 * MiB + 5, 71)
+    state = await store.create_upload("u-process")
+    writer = await store.open_upload("u-process", state, 0, None)
+    await writer.write(memoryview(first))
+    state = await writer.close()
+    chunk = bytes(range(256))
+    args = {
+        "url": store_url,
+        "data_dir": str(_data_dir(store, tmp_path)),
+        "upload_id": "u-process",
+        "state": state,
+        "offset": len(first),
+        "data": chunk.hex(),
+        "repeat": 20_000,
+    }
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", _CONTINUE, json.dumps(args)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    state = json.loads(result.stdout)["state"]
+    last = _data(1234, 72)
+    whole = first + chunk * 20_000 + last
+    writer = await store.open_upload("u-process", state, len(first) + len(chunk) * 20_000, None)
+    await writer.write(memoryview(last))
+    await writer.commit(_digest(whole), len(whole))
+    assert await _read(store, _digest(whole), len(whole)) == whole
+
+
+def _data_dir(store: BlobStore, tmp_path: Path) -> Path:
+    return getattr(store, "root", tmp_path)
+
+
+# -- 1 GiB with flat memory ----------------------------------------------------------------------
+
+
+class _PeakRss:
+    """The largest resident set of this process while the block runs, sampled every 20 ms."""
+
+    def __init__(self) -> None:
+        self.baseline = self.peak = _rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, _rss())
+
+    def __enter__(self) -> _PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.baseline
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def test_a_gibibyte_streams_in_and_out_with_flat_memory(store: BlobStore) -> None:
+    block = memoryview(_data(8 * MiB, 81))
+    count = 128  # 1 GiB
+    hasher = hashlib.sha256()
+    for _ in range(count):
+        hasher.update(block)
+    digest, size = "sha256:" + hasher.hexdigest(), len(block) * count
+    with _PeakRss() as written:
+        state = await store.create_upload("u-gib")
+        writer = await store.open_upload("u-gib", state, 0, None)
+        for _ in range(count):
+            await writer.write(block)
+        await writer.commit(digest, size)
+    assert await store.size(digest) == size
+    with _PeakRss() as read:
+        checked, received = hashlib.sha256(), 0
+        served = await store.serve(digest, size, None)
+        async for chunk in _chunks(served):
+            checked.update(chunk)
+            received += len(chunk)
+    assert received == size
+    assert "sha256:" + checked.hexdigest() == digest
+    assert written.growth < 100 * MiB, f"writing 1 GiB grew the process by {written.growth / MiB:.0f} MiB"
+    assert read.growth < 100 * MiB, f"reading 1 GiB grew the process by {read.growth / MiB:.0f} MiB"
+    await store.delete(digest)
+
+
+async def _chunks(read: BlobRead) -> AsyncIterator[bytes]:
+    if isinstance(read, LocalFile):
+        with open(read.path, "rb") as f:
+            while chunk := f.read(MiB):
+                yield chunk
+    elif isinstance(read, Redirect):
+        async with httpx.AsyncClient(timeout=120) as client, client.stream("GET", read.url) as response:
+            assert response.status_code == 200
+            async for chunk in response.aiter_bytes(MiB):
+                yield chunk
+    else:
+        async for chunk in read.chunks:
+            yield chunk
