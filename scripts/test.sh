@@ -35,4 +35,21 @@ if [ ! -f .cache/axe/node_modules/axe-core/axe.min.js ]; then
 fi
 .venv/bin/ruff check src tests
 .venv/bin/ruff format --check src tests
-exec .venv/bin/pytest "$@"
+
+# Given test paths, run just those. Otherwise the whole suite on the default (the data directory),
+# then the parts that touch blob bytes again on S3 (a real SeaweedFS): the HTTP tests with downloads
+# streamed by Portside, and the real clients with downloads redirected to the object store and not.
+for arg in "$@"; do
+    case "$arg" in -*) ;; *) exec .venv/bin/pytest "$@" ;; esac
+done
+.venv/bin/pytest "$@"
+S3_HTTP=(tests/http/test_blobs.py tests/http/test_uploads.py tests/http/test_durability.py
+    tests/http/test_concurrency.py tests/http/test_serving.py tests/http/test_manifests.py
+    tests/http/test_referrers.py tests/http/test_tags_catalog.py tests/http/test_smoke.py
+    tests/http/test_errors.py tests/http/test_web_version_details.py)
+echo "== again on S3, downloads streamed by Portside: the HTTP tests that touch blob bytes"
+PORTSIDE_TEST_STORAGE=s3-stream .venv/bin/pytest "$@" "${S3_HTTP[@]}"
+echo "== again on S3: the real clients, downloads redirected to presigned URLs"
+PORTSIDE_TEST_STORAGE=s3 .venv/bin/pytest "$@" tests/e2e
+echo "== again on S3: the real clients, downloads streamed by Portside"
+exec env PORTSIDE_TEST_STORAGE=s3-stream .venv/bin/pytest "$@" tests/e2e

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import os
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support import server as test_servers
 from tests.support.seaweed import SeaweedS3
 from tests.support.server import OUTPUT, Server, running_server
 
@@ -53,3 +56,29 @@ def s3_env(s3: SeaweedS3) -> dict[str, str]:
 
 def s3_url(s3: SeaweedS3, prefix: str) -> str:
     return f"s3://{s3.bucket}/{prefix}?endpoint={s3.endpoint}&region={s3.region}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def storage_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The blob store of every test server: the data directory, or with PORTSIDE_TEST_STORAGE=s3
+    (downloads redirected) or s3-stream (streamed by Portside) a real S3, a prefix per server."""
+    backend = os.environ.get("PORTSIDE_TEST_STORAGE", "filesystem")
+    if backend == "filesystem":
+        yield backend
+        return
+    if backend not in ("s3", "s3-stream"):
+        raise pytest.UsageError(f"PORTSIDE_TEST_STORAGE={backend!r}: use filesystem, s3 or s3-stream")
+    s3: SeaweedS3 = request.getfixturevalue("seaweed")
+    credentials = s3_env(s3)
+    os.environ.update(credentials)  # for tests that open the store themselves (Server.store_call)
+    redirect = "true" if backend == "s3" else "false"
+
+    def storage(name: str) -> dict[str, str]:
+        prefix = f"{_safe(name)}-{uuid.uuid4().hex[:8]}"
+        return {**credentials, "PORTSIDE_STORAGE_URL": s3_url(s3, prefix), "PORTSIDE_STORAGE_REDIRECT": redirect}
+
+    test_servers.STORAGE = storage
+    try:
+        yield backend
+    finally:
+        test_servers.STORAGE = None

@@ -60,12 +60,11 @@ def test_abandoned_uploads_expire_and_their_bytes_are_reclaimed(fresh_registry: 
         location = client.post("/v2/octo/expire/blobs/uploads/").headers["location"]
         assert client.patch(location, content=b"x" * 1000).status_code == 202
         upload_id = location.rsplit("/", 1)[1]
-        upload_file = fresh_registry.data_dir / "uploads" / upload_id
-        assert upload_file.exists()
+        assert fresh_registry.upload_bytes_exist(upload_id)
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and upload_file.exists():
+        while time.monotonic() < deadline and fresh_registry.upload_bytes_exist(upload_id):
             time.sleep(0.5)
-        assert not upload_file.exists()
+        assert not fresh_registry.upload_bytes_exist(upload_id)
         status = client.get(location)
         assert status.status_code == 404
         assert status.json()["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN"

@@ -21,6 +21,7 @@ from tests.support.blobs import digest_of, image_manifest, push_blob
 from tests.support.server import Server, running_server
 
 BLOB = 8 * 1024 * 1024
+ON_DISK = {"PORTSIDE_STORAGE_URL": ""}  # a full disk is the filesystem driver's (test_s3_faults has S3's faults)
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def full_server(small_disk: Path) -> Iterator[Server]:
-    with running_server(small_disk, "storage-full", extra_args=["--workers", "1"]) as server:
+    with running_server(small_disk, "storage-full", extra_args=["--workers", "1"], env=ON_DISK) as server:
         yield server
 
 
@@ -176,7 +177,7 @@ def test_a_database_that_cannot_grow_fails_cleanly_and_recovers(full_server: Ser
 
 
 def test_a_blob_whose_bytes_are_gone_is_a_clear_storage_error(tmp_path: Path) -> None:
-    with running_server(tmp_path, "storage-missing-blob", extra_args=["--workers", "1"]) as server:
+    with running_server(tmp_path, "storage-missing-blob", extra_args=["--workers", "1"], env=ON_DISK) as server:
         with make_client(server) as client:
             digest = push_blob(client, "t/lost", b"bytes that will be lost")
             hexdigest = digest.split(":", 1)[1]

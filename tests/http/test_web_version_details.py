@@ -270,9 +270,8 @@ def test_a_config_that_is_missing_invalid_or_not_an_image_config_is_a_sentence(s
         site.admin, name, "helm", ("application/vnd.cncf.helm.config.v1+json", b'{"name": "chart"}')
     )
     site.visibility(name, "public")
-    # The registry cannot be made to lose a blob; the test removes it from the store's disk.
-    hexpart = json.loads(missing.manifest)["config"]["digest"].split(":", 1)[1]
-    (site.server.data_dir / "blobs" / "sha256" / hexpart[:2] / hexpart).unlink()
+    # The registry cannot be made to lose a blob; the test removes it from the store behind it.
+    site.server.lose_blob(json.loads(missing.manifest)["config"]["digest"])
     ids = site.ids(name)
     expected = {
         missing.digest: "The image configuration is missing from this registry's storage",

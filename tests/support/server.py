@@ -6,6 +6,7 @@ file under test-output/ (never to the test runner's own output).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import signal
@@ -13,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from typing import Any, TypeVar
 import httpx
 
 from portside.access import accounts
+from portside.blobs import open_store
+from portside.blobs.store import BlobStore
 from portside.metadata.database import Database, make_engine
 
 T = TypeVar("T")
@@ -43,6 +46,11 @@ def free_port() -> int:
 
 # Namespaces the tests push to: users that exist in every test server.
 NAMESPACES = ("octo", "e2e", "t")
+
+# The blob store every test server uses unless a test sets PORTSIDE_STORAGE_URL itself: None is
+# the data directory; tests/conftest.py sets a function giving each server a prefix of its own on
+# S3 when the suite runs with PORTSIDE_TEST_STORAGE=s3 (or s3-stream).
+STORAGE: Callable[[str], dict[str, str]] | None = None
 
 
 @dataclass
@@ -147,6 +155,26 @@ class Server:
         self.stop()
         raise RuntimeError(f"portside did not start within {timeout}s; see {self.log_path}")
 
+    def store_call(self, fn: Callable[[BlobStore], Awaitable[T]]) -> T:
+        """Run `fn(store)` on this server's blob store, whichever driver it is (for tests that
+        reach behind the registry: a lost blob, an upload's leftovers)."""
+
+        async def call() -> T:
+            store = open_store(self.env.get("PORTSIDE_STORAGE_URL", ""), self.data_dir)
+            try:
+                return await fn(store)
+            finally:
+                await store.close()
+
+        return asyncio.run(call())
+
+    def lose_blob(self, digest: str) -> None:
+        """Remove a blob's bytes from the store, as a disk failure or a careless operator would."""
+        self.store_call(lambda store: store.delete(digest))
+
+    def upload_bytes_exist(self, upload_id: str) -> bool:
+        return upload_id in self.store_call(lambda store: store.stale_uploads(time.time() + 3600))
+
     def database(self) -> Database:
         """The server's metadata database, for test set-up that the CLI would otherwise do (faster)."""
         return Database(make_engine(f"sqlite:///{self.data_dir.resolve() / 'portside.db'}"))
@@ -195,6 +223,8 @@ class Server:
 def running_server(tmp: Path, name: str, **kwargs: object) -> Iterator[Server]:
     log_path = OUTPUT / "logs" / f"{name}.log"
     log_path.unlink(missing_ok=True)  # a new server, a new log; restarts of the same server append to it
+    if STORAGE is not None:
+        kwargs["env"] = {**STORAGE(name), **kwargs.get("env", {})}  # type: ignore[dict-item]
     server = Server(data_dir=tmp / "data", port=free_port(), log_path=log_path, **kwargs)  # type: ignore[arg-type]
     server.start()
     try:
