@@ -9,7 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from portside.metadata.database import upgrade
 from tests.support import server as test_servers
+from tests.support.postgres import PostgresCluster
 from tests.support.seaweed import SeaweedS3
 from tests.support.server import OUTPUT, Server, running_server
 
@@ -82,3 +84,31 @@ def storage_backend(request: pytest.FixtureRequest) -> Iterator[str]:
         yield backend
     finally:
         test_servers.STORAGE = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The metadata database of every test server: SQLite in its data directory, or with
+    PORTSIDE_TEST_DATABASE=postgresql a database of its own in one private PostgreSQL cluster."""
+    backend = os.environ.get("PORTSIDE_TEST_DATABASE", "sqlite")
+    if backend == "sqlite":
+        yield backend
+        return
+    if backend != "postgresql":
+        raise pytest.UsageError(f"PORTSIDE_TEST_DATABASE={backend!r}: use sqlite or postgresql")
+    log = OUTPUT / "logs" / "postgres.log"
+    log.unlink(missing_ok=True)
+    with PostgresCluster(tmp_path_factory.mktemp("postgres"), log) as cluster:
+        # Migrated once (`portside migrate`, as an operator does); each server's database is a copy.
+        upgrade(cluster.create_database("migrated"))
+
+        def database(name: str) -> dict[str, str]:
+            copy = f"t_{uuid.uuid4().hex[:12]}"
+            cluster.psql(f'CREATE DATABASE "{copy}" TEMPLATE migrated OWNER portside')
+            return {"PORTSIDE_DATABASE_URL": cluster.url_for(copy)}
+
+        test_servers.DATABASE = database
+        try:
+            yield backend
+        finally:
+            test_servers.DATABASE = None

@@ -8,7 +8,7 @@ import sys
 from portside.blobs import open_store
 from portside.bootstrap import bootstrap
 from portside.config import Settings
-from portside.metadata.database import upgrade
+from portside.metadata.database import schema_behind, upgrade
 
 APP = "portside.app:create_app"
 
@@ -20,8 +20,13 @@ class StartupError(Exception):
 def serve(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     check_storage(settings)
-    # Migrate once, before any worker starts, so workers never race each other on the schema.
-    upgrade(settings.effective_database_url)
+    url = settings.effective_database_url
+    if url.startswith("sqlite"):
+        # The embedded default migrates itself, once, before any worker starts.
+        upgrade(url)
+    elif problem := schema_behind(url):
+        # N replicas must not race to migrate: that is `portside migrate`, once per upgrade.
+        raise StartupError(f"{problem}: run `portside migrate` (once, from one machine), then start the replicas")
     message = bootstrap(settings)
     if message:
         print(message, file=sys.stderr, flush=True)

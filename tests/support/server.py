@@ -51,6 +51,9 @@ NAMESPACES = ("octo", "e2e", "t")
 # the data directory; tests/conftest.py sets a function giving each server a prefix of its own on
 # S3 when the suite runs with PORTSIDE_TEST_STORAGE=s3 (or s3-stream).
 STORAGE: Callable[[str], dict[str, str]] | None = None
+# Likewise the metadata database: None is SQLite in the data directory; with
+# PORTSIDE_TEST_DATABASE=postgresql each server gets a database of its own in one private cluster.
+DATABASE: Callable[[str], dict[str, str]] | None = None
 
 
 @dataclass
@@ -175,9 +178,13 @@ class Server:
     def upload_bytes_exist(self, upload_id: str) -> bool:
         return upload_id in self.store_call(lambda store: store.stale_uploads(time.time() + 3600))
 
+    @property
+    def database_url(self) -> str:
+        return self.env.get("PORTSIDE_DATABASE_URL") or f"sqlite:///{self.data_dir.resolve() / 'portside.db'}"
+
     def database(self) -> Database:
         """The server's metadata database, for test set-up that the CLI would otherwise do (faster)."""
-        return Database(make_engine(f"sqlite:///{self.data_dir.resolve() / 'portside.db'}"))
+        return Database(make_engine(self.database_url))
 
     def write(self, change: Callable[..., T], *args: Any) -> T:
         """Run `change(conn, *args)` in one write transaction on the server's database."""
@@ -223,8 +230,9 @@ class Server:
 def running_server(tmp: Path, name: str, **kwargs: object) -> Iterator[Server]:
     log_path = OUTPUT / "logs" / f"{name}.log"
     log_path.unlink(missing_ok=True)  # a new server, a new log; restarts of the same server append to it
-    if STORAGE is not None:
-        kwargs["env"] = {**STORAGE(name), **kwargs.get("env", {})}  # type: ignore[dict-item]
+    for backend in (STORAGE, DATABASE):
+        if backend is not None:
+            kwargs["env"] = {**backend(name), **kwargs.get("env", {})}  # type: ignore[dict-item]
     server = Server(data_dir=tmp / "data", port=free_port(), log_path=log_path, **kwargs)  # type: ignore[arg-type]
     server.start()
     try:

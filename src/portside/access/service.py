@@ -367,11 +367,8 @@ def _token_problem(row: object) -> str | None:
     if row.revoked_at is not None:  # type: ignore[attr-defined]
         return f"the token has been revoked; {NEW_TOKEN}"
     expires = row.expires_at  # type: ignore[attr-defined]
-    if expires is not None:
-        if expires.tzinfo is None:
-            expires = expires.replace(tzinfo=now().tzinfo)
-        if expires <= now():
-            return f"the token has expired; {NEW_TOKEN}"
+    if expires is not None and expires <= now():
+        return f"the token has expired; {NEW_TOKEN}"
     return None
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Executable, Insert
@@ -22,12 +26,22 @@ T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def engine_url(url: str) -> str:
+    """`postgresql://…` means psycopg 3 (SQLAlchemy alone would pick psycopg2)."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url.removeprefix(plain)
+    return url
+
+
 def make_engine(url: str, *, fsync: bool = True) -> Engine:
+    url = engine_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, pool_size=20, max_overflow=20, connect_args={"timeout": 30})
         _configure_sqlite(engine, fsync=fsync)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # pre_ping: a connection the server dropped (a restart) is replaced before a request uses it.
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, connect_args={"connect_timeout": 5})
 
 
 def _configure_sqlite(engine: Engine, *, fsync: bool) -> None:
@@ -52,14 +66,43 @@ def _configure_sqlite(engine: Engine, *, fsync: bool) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
+def _alembic(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", engine_url(url).replace("%", "%%"))
+    return config
+
+
 def upgrade(url: str) -> None:
     """Bring the schema to the newest revision (idempotent; run once before workers start)."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(config, "head")
+    command.upgrade(_alembic(url), "head")
+
+
+def schema_behind(url: str) -> str | None:
+    """Why the database's schema is too old for this release (None when it is current, or newer:
+    migrations are additive first, so a replica of the previous release keeps working on the next
+    release's schema during a rolling upgrade)."""
+    script = ScriptDirectory.from_config(_alembic(url))
+    head = script.get_current_head()
+    engine = create_engine(engine_url(url))
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+    if current == head:
+        return None
+    if current is None:
+        return f"the database has no Portside schema yet (this release needs revision {head})"
+    try:
+        known = {rev.revision for rev in script.iterate_revisions(head, "base")}
+    except CommandError:
+        known = set()
+    if current not in known:
+        return None  # a newer release migrated it: additive, so this one still works
+    return f"the database schema is at revision {current}, this release needs {head}"
 
 
 class Query:
@@ -168,6 +211,10 @@ class Database:
             cursor.close()
 
     def _fetch_pooled(self, query: Query, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        with self._conditions():
+            return self._fetch_pooled_raw(query, params)
+
+    def _fetch_pooled_raw(self, query: Query, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()
@@ -188,13 +235,18 @@ class Database:
         return await anyio.to_thread.run_sync(functools.partial(self._write_sync, fn, *args))
 
     def _read_sync(self, fn: Callable[..., T], *args: Any) -> T:
-        with self.engine.connect() as conn:
+        with self._conditions(), self.engine.connect() as conn:
             return fn(conn, *args)
 
     def _write_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._conditions(), self._writer.begin() as conn:
+            return fn(conn, *args)
+
+    @contextlib.contextmanager
+    def _conditions(self) -> Iterator[None]:
+        """A full or unreachable database as the condition it is (metadata.errors)."""
         try:
-            with self._writer.begin() as conn:
-                return fn(conn, *args)
+            yield
         except Exception as error:
             problem = database_problem(error, str(self.engine.url.database))
             if problem is error:

@@ -6,18 +6,42 @@ import errno
 import sqlite3
 from pathlib import Path
 
-from portside.faults import storage_full
+import sqlalchemy.exc
+
+from portside.faults import StoreUnreachable, storage_full
 
 _PG_DISK_FULL = "53100"  # SQLSTATE disk_full
 
 
 def database_problem(error: Exception, where: str) -> Exception:
-    """`error` as StorageFull when the database had no space left to write; otherwise unchanged."""
+    """`error` as the condition it is: StorageFull when the database had no space left to write,
+    StoreUnreachable when a networked database cannot be reached (down, restarting, the connection
+    cut); otherwise unchanged (a bug, which stays a 500 with a traceback in the log)."""
     cause = getattr(error, "orig", error)  # SQLAlchemy wraps the driver's exception
-    full = (
-        isinstance(cause, sqlite3.OperationalError) and getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-    )
-    full = full or getattr(cause, "sqlstate", None) == _PG_DISK_FULL or getattr(cause, "pgcode", None) == _PG_DISK_FULL
-    if not full:
-        return error
-    return storage_full("the database", Path(where), OSError(errno.ENOSPC, str(cause)))
+    sqlite_full = isinstance(cause, sqlite3.OperationalError) and cause.sqlite_errorcode == sqlite3.SQLITE_FULL
+    postgresql_full = _PG_DISK_FULL in (getattr(cause, "sqlstate", None), getattr(cause, "pgcode", None))
+    if sqlite_full or postgresql_full:
+        return storage_full("the database", Path(where), OSError(errno.ENOSPC, str(cause)))
+    if _unreachable(error, cause):
+        return StoreUnreachable(
+            "the registry's database cannot be reached right now; try again shortly (if it persists, an "
+            "operator must check the database)",
+            condition="database unavailable",
+            operator=f"the database is unavailable: {cause.__class__.__name__}: {str(cause).strip()}".splitlines()[0],
+        )
+    return error
+
+
+def _unreachable(error: Exception, cause: object) -> bool:
+    if isinstance(error, sqlalchemy.exc.TimeoutError):  # every pooled connection busy or hung
+        return True
+    if isinstance(cause, sqlite3.Error):
+        return False
+    if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    # OperationalError: cannot connect, the server shut down or restarted, the connection was cut.
+    return isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError)

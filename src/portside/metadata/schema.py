@@ -7,11 +7,15 @@ collection, quotas and "who uses this?" are queries rather than storage walks.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
     DateTime,
+    Dialect,
     ForeignKey,
     Index,
     Integer,
@@ -22,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData(
     naming_convention={
@@ -32,6 +37,34 @@ metadata = MetaData(
     }
 )
 
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A moment in UTC on every database: stored with its time zone where the database keeps one
+    (PostgreSQL's timestamptz), read back aware everywhere (SQLite returns naive datetimes, so one
+    place attaches UTC instead of every reader fixing it)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: use portside.clock.now() or an aware datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def byte_ordered_name(length: int) -> String:
+    """A name that sorts by bytes on every database, so keyset pages (tags, catalog) are identical
+    on SQLite (BINARY collation) and PostgreSQL (whose default collation is the locale's)."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")  # type: ignore[return-value]
+
+
 NAME_LENGTH = 255
 DIGEST_LENGTH = 140  # "sha512:" + 128 hex digits
 MEDIA_TYPE_LENGTH = 255
@@ -40,8 +73,8 @@ repositories = Table(
     "repositories",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("name", String(NAME_LENGTH), nullable=False, unique=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("name", byte_ordered_name(NAME_LENGTH), nullable=False, unique=True),
+    Column("created_at", UtcDateTime(), nullable=False),
     # The package model: OWNER/NAME, owned by a user or an organization, private on first push.
     Column("owner_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE")),
     Column("visibility", String(16), nullable=False, default="private", server_default="private"),
@@ -49,12 +82,12 @@ repositories = Table(
     Column("tags_version", BigInteger, nullable=False, default=0, server_default="0"),
     # A deleted package keeps its row for the restore window, renamed to NAME@ID so that the name
     # is free for a new package and every lookup by name passes it by.
-    Column("deleted_at", DateTime(timezone=True)),
+    Column("deleted_at", UtcDateTime()),
     # ghcr.io's labels (org.opencontainers.image.*), from the most recent push that had them.
     Column("description", String(512)),
     Column("source_url", String(2048)),
     Column("licenses", String(256)),
-    Column("updated_at", DateTime(timezone=True)),
+    Column("updated_at", UtcDateTime()),
     Index("ix_repositories_owner_id", "owner_id"),
 )
 
@@ -63,7 +96,7 @@ blobs = Table(
     metadata,
     Column("digest", String(DIGEST_LENGTH), primary_key=True),
     Column("size", BigInteger, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 repository_blobs = Table(
@@ -71,7 +104,7 @@ repository_blobs = Table(
     metadata,
     Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
     Column("digest", String(DIGEST_LENGTH), ForeignKey("blobs.digest"), primary_key=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     Index("ix_repository_blobs_digest", "digest"),
 )
 
@@ -87,17 +120,17 @@ manifests = Table(
     Column("annotations", Text),  # JSON object, kept for the referrers API
     Column("payload", LargeBinary, nullable=False),
     Column("size", BigInteger, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     # A deleted version is hidden from pulls and lists until restored or purged; the tags it had
     # (a JSON list) come back with it unless they moved meanwhile.
-    Column("deleted_at", DateTime(timezone=True)),
+    Column("deleted_at", UtcDateTime()),
     Column("deleted_tags", Text),
     Column("downloads", BigInteger, nullable=False, default=0, server_default="0"),
     Column("description", String(512)),
     Column("source_url", String(2048)),
     Column("licenses", String(256)),
     Column("platform", String(128)),  # os/architecture[/variant] of an image manifest
-    Column("updated_at", DateTime(timezone=True)),
+    Column("updated_at", UtcDateTime()),
     UniqueConstraint("repository_id", "digest", name="uq_manifests_repository_digest"),
     Index("ix_manifests_subject", "repository_id", "subject_digest"),
     # A package's versions newest first, a page at a time, without sorting every version.
@@ -117,9 +150,9 @@ tags = Table(
     "tags",
     metadata,
     Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
-    Column("name", String(128), primary_key=True),
+    Column("name", byte_ordered_name(128), primary_key=True),
     Column("manifest_id", Integer, ForeignKey("manifests.id", ondelete="CASCADE"), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     Index("ix_tags_manifest_id", "manifest_id"),
 )
 
@@ -129,8 +162,8 @@ uploads = Table(
     Column("id", String(36), primary_key=True),
     Column("repository_name", String(NAME_LENGTH), nullable=False),
     Column("size", BigInteger, nullable=False),  # bytes acknowledged so far
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     # What lets any process or replica continue the upload without re-reading its bytes: the
     # running hash at `size` (blobs.hashing state) and the blob store's own state (parts, tail).
     Column("hash_state", LargeBinary),
@@ -138,7 +171,7 @@ uploads = Table(
     # One writer at a time: a request takes the lease by compare-and-set and gives it back when it
     # acknowledges; a lease not renewed by `lease_until` (its process died) may be taken over.
     Column("lease", String(32)),
-    Column("lease_until", DateTime(timezone=True)),
+    Column("lease_until", UtcDateTime()),
     Index("ix_uploads_updated_at", "updated_at"),
 )
 
@@ -156,7 +189,7 @@ accounts = Table(
     # Organizations only:
     Column("registry_enabled", Boolean, nullable=False, default=True),
     Column("allowed_visibilities", String(64), nullable=False, default="private,internal,public"),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 org_members = Table(
@@ -195,10 +228,10 @@ personal_tokens = Table(
     Column("scopes", String(128), nullable=False),
     Column("only", Text),  # JSON list of OWNER/NAME or OWNER/* patterns; null = all packages
     Column("note", String(255), nullable=False, default=""),
-    Column("expires_at", DateTime(timezone=True)),
-    Column("last_used_at", DateTime(timezone=True)),
-    Column("revoked_at", DateTime(timezone=True)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", UtcDateTime()),
+    Column("last_used_at", UtcDateTime()),
+    Column("revoked_at", UtcDateTime()),
+    Column("created_at", UtcDateTime(), nullable=False),
     Index("ix_personal_tokens_user_id", "user_id"),
 )
 
@@ -209,8 +242,8 @@ web_sessions = Table(
     Column("user_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
     Column("secret_hash", String(64), nullable=False, unique=True),  # sha256 of the cookie's random part
     Column("client", String(64), nullable=False, default=""),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
     Index("ix_web_sessions_user_id", "user_id"),
 )
 
@@ -231,7 +264,7 @@ audit_events = Table(
     "audit_events",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
     Column("actor", String(64), nullable=False),
     Column("action", String(64), nullable=False),
     Column("target", String(255), nullable=False, default=""),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import anyio
@@ -57,10 +57,6 @@ class OrgSettingsView:
     role: str | None  # the actor's role in it; None for a site admin who is not a member
     members: list[tuple[str, str]]  # (user, role), by name
     teams: list[tuple[str, list[str]]]  # (team, members), by name
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _translated(exc: acc.AccessError) -> PackageError:
@@ -281,7 +277,7 @@ class Management:
         if beyond is not None:
             raise Forbidden(f"{beyond}; a token can only create tokens within its own scopes and packages")
         if actor.token_expires_at is not None:
-            limit = _aware(actor.token_expires_at)
+            limit = actor.token_expires_at
             if expires_in is None or now() + expires_in > limit:
                 raise Forbidden(
                     f"your token expires at {limit:%Y-%m-%d %H:%M} UTC and cannot create one that outlives it; "

@@ -17,8 +17,6 @@ DOCS = "https://docs.github.com/rest/packages/packages"
 def timestamp(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

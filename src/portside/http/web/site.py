@@ -44,17 +44,12 @@ _SESSION = "portside.session"
 _NEW_CSRF = "portside.new_csrf"
 
 
-def _utc(moment: datetime) -> datetime:
-    """SQLite hands timestamps back without their zone; they were stored in UTC."""
-    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).astimezone(UTC)
-
-
 def _when(moment: datetime | None) -> str:
-    return "never" if moment is None else _utc(moment).strftime("%Y-%m-%d %H:%M UTC")
+    return "never" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _iso(moment: datetime | None) -> str:
-    return "" if moment is None else _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _size(n: int) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -103,7 +103,7 @@ class TokenPages:
         tokens = await self.management.tokens(actor)
         moment = now()
         rows = [
-            TokenRow(t, t.expires_at is not None and _aware(t.expires_at) <= moment)
+            TokenRow(t, t.expires_at is not None and t.expires_at <= moment)
             for t in sorted(tokens, key=lambda t: t.id, reverse=True)
             if t.revoked_at is None
         ]
@@ -177,8 +177,3 @@ class TokenPages:
             limited=actor.scopes is not None,
             note_max=NOTE_MAX,
         )
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite gives stored times back without their zone; they are UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
