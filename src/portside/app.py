@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
@@ -14,8 +13,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from portside.access.bearer import TokenSigner, ensure_signing_key
-from portside.access.keyfiles import ensure_key_file
+from portside.access import keys
+from portside.access.bearer import TokenSigner
 from portside.access.ratelimit import FailureLimiter
 from portside.access.service import Access
 from portside.access.sessions import Sessions
@@ -60,7 +59,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     registry = Registry(db, store, max_manifest_bytes=settings.max_manifest_bytes)
     uploads = Uploads(db, store, registry, ttl_seconds=settings.upload_ttl_seconds)
-    signer = TokenSigner(ensure_signing_key(settings.data_dir.resolve()), lifetime=settings.token_lifetime_seconds)
+    # Keys every replica shares through the database (bootstrap made them); reloaded periodically.
+    signer = TokenSigner(
+        db.read_sync(keys.token_keys, settings.token_lifetime_seconds), lifetime=settings.token_lifetime_seconds
+    )
     access = Access(
         db,
         signer,
@@ -77,7 +79,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     management = Management(db, access, packages)
     manage_api = ManageApi(packages_api, management)
     sessions = Sessions(db, lifetime=timedelta(days=settings.session_days))
-    site = Site(packages_api, sessions, base_url, web_secret(settings))
+    site = Site(packages_api, sessions, base_url, web_secret(settings, db))
     groups = (
         SignIn(site, access),
         TokenPages(site, packages, management),
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             asyncio.create_task(_every(max(1.0, min(settings.upload_ttl_seconds / 4, 600.0)), _expire, uploads)),
             asyncio.create_task(_every(settings.download_flush_seconds, registry.flush_downloads)),
             asyncio.create_task(_every(600.0, packages.purge)),
+            asyncio.create_task(_every(keys.RELOAD_SECONDS, access.reload_keys)),
         ]
         try:
             yield
@@ -132,12 +135,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return app
 
 
-def web_secret(settings: Settings) -> bytes:
-    """The key that signs browser cookies: configured (for several replicas) or generated once."""
+def web_secret(settings: Settings, db: Database) -> bytes:
+    """The key that signs browser cookies: configured, or the one every replica shares through the
+    database (access/keys.py)."""
     if configured := settings.session_secret.get_secret_value():
         return configured.encode()
-    path = ensure_key_file(settings.data_dir.resolve() / "web-session-key", lambda: secrets.token_bytes(32))
-    return path.read_bytes()
+    return db.read_sync(keys.session_key)
 
 
 async def _every(interval: float, chore: Callable[..., Awaitable[object]], *args: object) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import Connection, select
 
-from portside.access import accounts
-from portside.access.bearer import ensure_signing_key
+from portside.access import accounts, keys
+from portside.access.bearer import KEY_FILE
 from portside.access.policy import SCOPES
 from portside.config import Settings
 from portside.metadata.database import Database, make_engine
@@ -22,10 +22,14 @@ CREDENTIALS_FILE = "initial-admin-credentials"
 
 def bootstrap(settings: Settings) -> str | None:
     """Create the signing key and, on an empty database, the admin; return a message to print once."""
-    ensure_signing_key(settings.data_dir.resolve())
     db = Database(make_engine(settings.effective_database_url, fsync=settings.fsync))
     password = secrets.token_urlsafe(12)
+    data_dir = settings.data_dir.resolve()
     try:
+        # The keys a single machine kept in its data directory move into the database on first
+        # start, so the tokens and cookies it issued stay valid; then every replica shares them.
+        db.write_sync(keys.ensure, keys.TOKEN, keys.new_token_key, data_dir / KEY_FILE)
+        db.write_sync(keys.ensure, keys.SESSION, keys.new_session_key, data_dir / "web-session-key")
         token = db.write_sync(_create_admin, password)
     finally:
         db.close()

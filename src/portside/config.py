@@ -10,6 +10,7 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -62,6 +63,16 @@ class Settings(BaseSettings):
     auth_failure_window_seconds: int = Field(60, gt=0, description="The window for auth_max_failures.")
     log_format: Literal["text", "json"] = Field("text", description="Access log format.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+    @field_validator("storage_url")
+    @classmethod
+    def _no_credentials_in_storage_url(cls, value: str) -> str:
+        if "@" in urlsplit(value).netloc:
+            raise ValueError(
+                "storage_url must not carry credentials; give them the AWS way (AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, a shared credentials file, or an instance role)"
+            )
+        return value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.http.helpers import raw_request
+from tests.support.blobs import digest_of
 from tests.support.server import Server, running_server
 
 FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "registry.example.test"}
@@ -80,3 +82,33 @@ def test_bad_configuration_is_a_one_line_error(tmp_path: Path) -> None:
     missing = _portside("config", "show", "--config", str(tmp_path / "nope.toml"), env={"PATH": "/usr/bin:/bin"})
     assert missing.returncode == 2
     assert "does not exist" in missing.stderr
+
+
+def test_an_answer_before_the_body_is_read_closes_the_connection(registry: Server) -> None:
+    """A push refused before its body is read (here: a manifest larger than allowed, by its declared
+    length) must not leave the client a connection that looks reusable: the server says close."""
+    head = (
+        "PUT /v2/t/early-answer/manifests/v1 HTTP/1.1\r\n"
+        f"Host: {registry.host}\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n"
+        f"Content-Length: {64 * 1024 * 1024}\r\n"
+    )
+    sock = raw_request(registry, head, b"{" * 1000, close=False)
+    try:
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, "the server closed the connection without an answer"
+            answer += chunk
+    finally:
+        sock.close()
+    status_line, *header_lines = answer.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+    assert status_line.startswith("HTTP/1.1 413"), status_line
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
+    assert headers["connection"] == "close"
+    # Requests whose bodies were read keep their connection.
+    with registry.client() as client:
+        kept = client.post(
+            "/v2/t/early-answer/blobs/uploads/", content=b"x" * 1000, params={"digest": digest_of(b"x" * 1000)}
+        )
+        assert kept.status_code == 201
+        assert kept.headers.get("connection") != "close"

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Connection, select
 
-from portside.access import accounts, secrets
+from portside.access import accounts, keys, secrets
 from portside.access.audit import events_since
 from portside.metadata.schema import audit_events
 from tests.support.blobs import digest_of, push_image
@@ -79,7 +79,9 @@ def granted(token: str, name: str) -> set[str]:
 
 
 def signing_key(server: Server) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key((server.data_dir / "token-signing-key.pem").read_bytes(), password=None)
+    """The key that signs the server's bearer tokens, as every replica reads it from the database."""
+    pem = server.read(lambda conn: keys.token_keys(conn, 300))[0][1]
+    key = serialization.load_pem_private_key(pem, password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     return key
 

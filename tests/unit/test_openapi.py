@@ -8,12 +8,17 @@ from pathlib import Path
 from starlette.routing import Route
 
 from portside.app import create_app
+from portside.bootstrap import bootstrap
 from portside.config import Settings
 from portside.http.api.openapi import document
+from portside.metadata.database import upgrade
 
 
 def _served(tmp_path: Path) -> set[tuple[str, str]]:
-    app = create_app(Settings(data_dir=tmp_path))
+    settings = Settings(data_dir=tmp_path)
+    upgrade(settings.effective_database_url)  # what `portside serve` does before its workers start
+    bootstrap(settings)
+    app = create_app(settings)
     served = set()
     for route in app.routes:
         if isinstance(route, Route) and route.path.startswith("/api/v3/") and route.path != "/api/v3/openapi.json":

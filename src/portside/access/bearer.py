@@ -9,29 +9,16 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
-from portside.access.keyfiles import ensure_key_file
 
 ISSUER = "portside"
 ALGORITHM = "ES256"
-KEY_FILE = "token-signing-key.pem"
+KEY_FILE = "token-signing-key.pem"  # where a single machine kept its key before the database did
 _CACHE_LIMIT = 10_000
-
-
-def ensure_signing_key(data_dir: Path) -> Path:
-    def make() -> bytes:
-        key = ec.generate_private_key(ec.SECP256R1())
-        return key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-
-    return ensure_key_file(data_dir / KEY_FILE, make)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +55,30 @@ class InvalidToken(Exception):
     pass
 
 
+class UnknownKey(InvalidToken):
+    """Signed by a key this process has not loaded (perhaps one another replica just rotated in)."""
+
+
 class TokenSigner:
-    def __init__(self, key_path: Path, *, lifetime: int) -> None:
-        self._key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        assert isinstance(self._key, ec.EllipticCurvePrivateKey)
-        self._public = self._key.public_key()
+    """Signs with the newest key and verifies with any key still valid (access/keys.py)."""
+
+    def __init__(self, keys: list[tuple[str, bytes]], *, lifetime: int) -> None:
         self.lifetime = lifetime
-        self.key_id = _key_id(self._public)
         self._cache: dict[str, Claims] = {}
+        self.use(keys)
+
+    def use(self, keys: list[tuple[str, bytes]]) -> None:
+        """(key id, PEM) pairs, the signing key first."""
+        loaded = {}
+        for kid, pem in keys:
+            private = serialization.load_pem_private_key(pem, password=None)
+            assert isinstance(private, ec.EllipticCurvePrivateKey)
+            loaded[kid] = private
+        if not loaded:
+            raise ValueError("no token signing key")
+        self.key_id = keys[0][0]
+        self._key = loaded[self.key_id]
+        self._public = {kid: private.public_key() for kid, private in loaded.items()}
 
     def issue(
         self,
@@ -117,9 +120,38 @@ class TokenSigner:
                 return cached
             del self._cache[token]
         try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as exc:
+            message = f"the bearer token is invalid ({exc}); fetch a new one from the token endpoint"
+            raise InvalidToken(message) from None
+        if kid is None:
+            candidates = list(self._public.values())  # every token Portside issues names its key
+        elif isinstance(kid, str) and kid in self._public:
+            candidates = [self._public[kid]]
+        else:
+            raise UnknownKey(
+                "the bearer token is invalid: signed by a key this registry does not know; fetch a new one from "
+                "the token endpoint"
+            )
+        failure: InvalidToken | None = None
+        for public in candidates:
+            try:
+                claims = self._decode(token, public, audience)
+            except InvalidToken as error:
+                failure = failure or error
+                continue
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[token] = claims
+            return claims
+        assert failure is not None
+        raise failure
+
+    def _decode(self, token: str, public: ec.EllipticCurvePublicKey, audience: str) -> Claims:
+        try:
             payload = jwt.decode(
                 token,
-                self._public,
+                public,
                 algorithms=[ALGORITHM],
                 audience=audience,
                 issuer=ISSUER,
@@ -134,11 +166,7 @@ class TokenSigner:
             raise InvalidToken(
                 f"the bearer token is invalid ({exc}); fetch a new one from the token endpoint"
             ) from None
-        claims = _claims(payload)
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[token] = claims
-        return claims
+        return _claims(payload)
 
 
 def _claims(payload: dict[str, Any]) -> Claims:
@@ -158,11 +186,3 @@ def _claims(payload: dict[str, Any]) -> Claims:
         )
     except (KeyError, TypeError, ValueError):
         raise InvalidToken("the bearer token's claims are malformed") from None
-
-
-def _key_id(public: ec.EllipticCurvePublicKey) -> str:
-    """A short fingerprint of the public key, so a verifier can tell which key signed a token."""
-    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(der)
-    return digest.finalize()[:12].hex()

@@ -15,9 +15,9 @@ from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, Connection, and_, bindparam, or_, select, update
 
-from portside.access import secrets
+from portside.access import keys, secrets
 from portside.access.audit import record
-from portside.access.bearer import Claims, Grant, InvalidToken, TokenSigner
+from portside.access.bearer import Claims, Grant, InvalidToken, TokenSigner, UnknownKey
 from portside.access.policy import ANONYMOUS, REGISTRY_ACTIONS, Action, Actor, Decision, Facts, Role, decide
 from portside.access.ratelimit import FailureLimiter
 from portside.access.visibility import readable
@@ -34,6 +34,9 @@ from portside.metadata.schema import (
 
 NEW_TOKEN = "generate a token under Your tokens (/settings/tokens) or with `portside token create`"
 LAST_USED_EVERY = 60.0  # seconds between last-used updates of one token
+
+
+KEY_LOOKUP_SECONDS = 5.0  # an unknown key id sends a process to the database at most this often
 
 
 class AuthenticationFailed(Exception):
@@ -58,6 +61,7 @@ class Access:
     ) -> None:
         self.db = db
         self.signer = signer
+        self._keys_loaded = time.monotonic()
         self.service = service
         self.allow_password_login = allow_password_login
         self.limiter = limiter
@@ -205,9 +209,23 @@ class Access:
         await self._signed_in(result, result.actor.name or "-", client)
         return result
 
+    async def reload_keys(self) -> None:
+        """The token keys as the database has them now (another replica may have rotated them)."""
+        self._keys_loaded = time.monotonic()
+        found = await self.db.read(keys.token_keys, self.signer.lifetime)
+        if found:
+            self.signer.use(found)
+
     async def bearer(self, token: str) -> tuple[Actor, Claims]:
         """A bearer token from our token endpoint; its personal access token must still be valid."""
-        claims = self.signer.verify(token, self.service)
+        try:
+            claims = self.signer.verify(token, self.service)
+        except UnknownKey:
+            # Perhaps a key rotated in on another replica: look once (at most every few seconds).
+            if time.monotonic() - self._keys_loaded < KEY_LOOKUP_SECONDS:
+                raise
+            await self.reload_keys()
+            claims = self.signer.verify(token, self.service)
         if claims.refresh:
             raise InvalidToken("a refresh token cannot be used as a bearer token; exchange it at the token endpoint")
         if claims.user_id is None:

@@ -15,9 +15,10 @@ import typer
 from sqlalchemy import Connection
 
 from portside.access import accounts as acc
+from portside.access import keys
 from portside.access.audit import events_since
 from portside.clock import now
-from portside.metadata.database import Database, make_engine, upgrade
+from portside.metadata.database import Database, make_engine, schema_behind, upgrade
 
 T = TypeVar("T")
 
@@ -30,6 +31,9 @@ token_app = typer.Typer(help="Personal access tokens.", no_args_is_help=True)
 org_app = typer.Typer(help="Organizations.", no_args_is_help=True)
 team_app = typer.Typer(help="Teams of an organization.", no_args_is_help=True)
 package_app = typer.Typer(help="Packages, their visibility and who may use them.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="The keys that sign bearer tokens and browser cookies, shared by every replica.", no_args_is_help=True
+)
 
 
 def _fail(message: str) -> None:
@@ -43,8 +47,12 @@ def _database(config: Path | None, data_dir: Path | None) -> Iterator[Database]:
 
     settings = load_settings(config, data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.effective_database_url)
-    db = Database(make_engine(settings.effective_database_url, fsync=settings.fsync))
+    url = settings.effective_database_url
+    if url.startswith("sqlite"):
+        upgrade(url)  # the embedded default migrates itself, as `serve` does
+    elif problem := schema_behind(url):
+        _fail(f"{problem}: run `portside migrate` first")
+    db = Database(make_engine(url, fsync=settings.fsync))
     try:
         yield db
     finally:
@@ -499,10 +507,33 @@ def audit(
     _print([dataclasses.asdict(e) for e in events], as_json, f"no events in the last {since}")
 
 
+@keys_app.command("rotate")
+def keys_rotate(
+    purpose: Annotated[str, typer.Option(help="token (bearer tokens) or session (browser cookies).")] = "token",
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """A new key signs from now on; the old one still verifies what it signed until that expires.
+    Rotating the session key signs every browser out."""
+    makers = {keys.TOKEN: keys.new_token_key, keys.SESSION: keys.new_session_key}
+    if purpose not in makers:
+        _fail(f"--purpose must be token or session, not {purpose!r}")
+    kid = _write(config, data_dir, lambda c: keys.rotate(c, purpose, makers[purpose]))
+    typer.echo(f"new {purpose} key {kid}; replicas use it within {int(keys.RELOAD_SECONDS)} seconds")
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """Key ids, purpose, created and retired (never the keys themselves)."""
+    found = _write(config, data_dir, keys.describe)
+    _print(found, as_json, "no keys")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(user_app, name="user")
     app.add_typer(token_app, name="token")
     app.add_typer(org_app, name="org")
     app.add_typer(team_app, name="team")
     app.add_typer(package_app, name="package")
+    app.add_typer(keys_app, name="keys")
     app.command("audit")(audit)

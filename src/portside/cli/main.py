@@ -55,7 +55,7 @@ def _settings_error(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        return f"invalid setting {where}: {first['msg']}"
+        return f"invalid setting {where}: {first['msg'].removeprefix('Value error, ')}"
     return str(exc)
 
 

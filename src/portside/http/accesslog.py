@@ -13,6 +13,21 @@ log = logging.getLogger("portside.access")
 API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
 
 
+_CLOSE = (b"connection", b"close")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _has_body(scope: Scope) -> bool:
+    if scope["method"] not in _BODY_METHODS:
+        return False
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return value.strip() not in (b"0", b"")
+        if name == b"transfer-encoding":
+            return b"chunked" in value.lower()
+    return False
+
+
 class AccessLog:
     """Pure ASGI middleware (no per-request Request objects): cheap on the hot paths."""
 
@@ -27,18 +42,32 @@ class AccessLog:
         started = time.perf_counter()
         status = 0
         sent = 0
+        unread = _has_body(scope)  # the request still has body bytes the app has not read
+
+        async def receive_wrapper() -> Message:
+            nonlocal unread
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                unread = False
+            return message
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), API_VERSION_HEADER]
+                headers = [*message.get("headers", []), API_VERSION_HEADER]
+                if unread:
+                    # An answer before the body was read (a refused push): the server must close the
+                    # connection, and Granian did not always say so (seen: 6 of 30), so a client that
+                    # reused it lost its next request. Saying it here makes every client reconnect.
+                    headers.append(_CLOSE)
+                message["headers"] = headers
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive_wrapper if unread else receive, send_wrapper)
         finally:
             if log.isEnabledFor(logging.INFO):
                 self._log(scope, status or 500, sent, time.perf_counter() - started)

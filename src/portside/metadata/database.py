@@ -105,6 +105,13 @@ def schema_behind(url: str) -> str | None:
     return f"the database schema is at revision {current}, this release needs {head}"
 
 
+def dialect_insert(dialect: str, table: Any) -> Insert:
+    """An INSERT that supports ON CONFLICT on both SQLite and PostgreSQL."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
 class Query:
     """A statement compiled once for the engine's dialect, with its type conversions.
 
@@ -271,9 +278,7 @@ class Database:
 
     def insert(self, table: Any) -> Insert:
         """An INSERT that supports ON CONFLICT on both SQLite and PostgreSQL."""
-        if self.dialect == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
+        return dialect_insert(self.dialect, table)
 
     def close(self) -> None:
         if self._sqlite_writer is not None:

@@ -272,3 +272,17 @@ audit_events = Table(
     Column("detail", Text),
     Index("ix_audit_events_at", "at"),
 )
+
+# Keys the servers generate and share through the database, so every replica signs and verifies the
+# same bearer tokens and cookies without a shared filesystem. `retired_at`: a rotated key no longer
+# signs, and still verifies until what it signed has expired.
+server_keys = Table(
+    "server_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),  # the key id (a bearer token's `kid`)
+    Column("purpose", String(16), nullable=False),  # "token" or "session"
+    Column("material", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("retired_at", UtcDateTime()),
+    Index("ix_server_keys_purpose", "purpose"),
+)
