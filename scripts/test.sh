@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Installs everything the tests need (Debian packages for the real clients and the browser tests,
+# Installs everything the tests need (Debian packages for the real clients, the browser tests and PostgreSQL,
 # Python packages, axe-core from npm), then runs the linter and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(skopeo podman buildah docker.io busybox-static uidmap chromium)
+DEBIAN_PACKAGES=(skopeo podman buildah docker.io busybox-static uidmap chromium postgresql)
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -52,4 +52,12 @@ PORTSIDE_TEST_STORAGE=s3-stream .venv/bin/pytest "$@" "${S3_HTTP[@]}"
 echo "== again on S3: the real clients, downloads redirected to presigned URLs"
 PORTSIDE_TEST_STORAGE=s3 .venv/bin/pytest "$@" tests/e2e
 echo "== again on S3: the real clients, downloads streamed by Portside"
-exec env PORTSIDE_TEST_STORAGE=s3-stream .venv/bin/pytest "$@" tests/e2e
+PORTSIDE_TEST_STORAGE=s3-stream .venv/bin/pytest "$@" tests/e2e
+# PostgreSQL + S3, what a fleet runs on: a representative part (the registry API, tokens, the access
+# matrix, the REST API, the pages), each test server on a database of its own in one private cluster.
+echo "== again on PostgreSQL and S3: the registry API, tokens, the access matrix, the REST API, the pages"
+exec env PORTSIDE_TEST_DATABASE=postgresql PORTSIDE_TEST_STORAGE=s3-stream .venv/bin/pytest "$@" \
+    tests/http/test_smoke.py tests/http/test_manifests.py tests/http/test_tags_catalog.py \
+    tests/http/test_uploads.py tests/http/test_blobs.py tests/http/test_token_auth.py \
+    tests/http/test_access_matrix.py tests/http/test_packages_api.py tests/http/test_manage_api.py \
+    tests/http/test_web_pages.py tests/http/test_web_signin.py
