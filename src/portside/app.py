@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from starlette.applications import Starlette
@@ -19,6 +19,7 @@ from portside.access.ratelimit import FailureLimiter
 from portside.access.service import Access
 from portside.access.sessions import Sessions
 from portside.blobs import open_store
+from portside.chores import every
 from portside.config import Settings
 from portside.faults import Unavailable
 from portside.http.accesslog import AccessLog
@@ -92,17 +93,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await packages.purge()  # what expired while the server was down
-        chores = [
-            asyncio.create_task(_every(max(1.0, min(settings.upload_ttl_seconds / 4, 600.0)), _expire, uploads)),
-            asyncio.create_task(_every(settings.download_flush_seconds, registry.flush_downloads)),
-            asyncio.create_task(_every(600.0, packages.purge)),
-            asyncio.create_task(_every(keys.RELOAD_SECONDS, access.reload_keys)),
+        expiry = max(1.0, min(settings.upload_ttl_seconds / 4, 600.0))
+        tasks = [
+            # Once across the fleet (chores.py): what every replica would otherwise repeat.
+            asyncio.create_task(every(expiry, lambda: _expire(uploads), db=db, name="upload-expiry")),
+            asyncio.create_task(every(600.0, packages.purge, db=db, name="restore-window-purge")),
+            # Each process's own: its counted pulls, its copy of the keys.
+            asyncio.create_task(every(settings.download_flush_seconds, registry.flush_downloads)),
+            asyncio.create_task(every(keys.RELOAD_SECONDS, access.reload_keys)),
         ]
         try:
             yield
         finally:
-            for chore in chores:
-                chore.cancel()
+            for task in tasks:
+                task.cancel()
             await registry.flush_downloads()  # pulls counted since the last flush
             uploads.close()
             await store.close()
@@ -141,16 +145,6 @@ def web_secret(settings: Settings, db: Database) -> bytes:
     if configured := settings.session_secret.get_secret_value():
         return configured.encode()
     return db.read_sync(keys.session_key)
-
-
-async def _every(interval: float, chore: Callable[..., Awaitable[object]], *args: object) -> None:
-    """Run a housekeeping chore periodically; a failure is logged and retried next time."""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await chore(*args)
-        except Exception:
-            log.exception("%s failed; will retry", getattr(chore, "__qualname__", chore))
 
 
 async def _expire(uploads: Uploads) -> None:

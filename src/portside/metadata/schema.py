@@ -286,3 +286,13 @@ server_keys = Table(
     Column("retired_at", UtcDateTime()),
     Index("ix_server_keys_purpose", "purpose"),
 )
+
+# Housekeeping (upload expiry, the restore-window purge, later garbage collection and retention)
+# runs once per interval across every worker and replica: whoever moves `last_run_at` forward with a
+# compare-and-set runs the chore this time.
+chores = Table(
+    "chores",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("last_run_at", UtcDateTime(), nullable=False),
+)
