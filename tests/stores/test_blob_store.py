@@ -282,7 +282,9 @@ def _data_dir(store: BlobStore, tmp_path: Path) -> Path:
 
 
 class _PeakRss:
-    """The largest resident set of this process while the block runs, sampled every 20 ms."""
+    """The largest resident set of this process while the block runs, sampled every 20 ms. This
+    process alone, unlike tests/scale/test_memory.py's PeakRss of a server's whole tree: SeaweedFS
+    is a child of the test process, and its memory grows with what it stores."""
 
     def __init__(self) -> None:
         self.baseline = self.peak = _rss()
