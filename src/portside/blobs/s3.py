@@ -25,7 +25,6 @@ import json
 import logging
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -48,10 +47,6 @@ PARTS_IN_FLIGHT = 2  # parts uploaded at once per upload (SeaweedFS here: 62 -> 
 READ_CHUNK = MiB
 REDIRECT_SECONDS = 600  # presigned download URLs live this long, and are reused for half of it
 _PRESIGNED_CACHE = 4096
-# Small blobs (image configs) kept after they are written or read: a manifest push reads its config
-# for labels, usually right after the same process stored it. Content by digest never changes.
-SMALL_BLOB = 64 * 1024
-SMALL_CACHE_BYTES = 16 * MiB
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 
 
@@ -141,8 +136,6 @@ class S3BlobStore:
         )
         self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="s3")
         self._presigned: dict[str, tuple[str, float]] = {}
-        self._small: OrderedDict[str, bytes] = OrderedDict()
-        self._small_bytes = 0
 
     @classmethod
     def from_url(cls, url: str, *, redirect: bool = True) -> S3BlobStore:
@@ -195,29 +188,7 @@ class S3BlobStore:
             return None
         return int(head["ContentLength"])
 
-    def remember(self, digest: str, data: bytes) -> None:
-        if len(data) > SMALL_BLOB or digest in self._small:
-            return
-        self._small[digest] = data
-        self._small_bytes += len(data)
-        while self._small_bytes > SMALL_CACHE_BYTES:
-            self._small_bytes -= len(self._small.popitem(last=False)[1])
-
-    def _forget_small(self, digest: str) -> None:
-        data = self._small.pop(digest, None)
-        if data is not None:
-            self._small_bytes -= len(data)
-
     async def read_small(self, digest: str, limit: int) -> bytes | None:
-        cached = self._small.get(digest)
-        if cached is not None:
-            return cached if len(cached) <= limit else None
-        data = await self._read_small(digest, limit)
-        if data is not None:
-            self.remember(digest, data)
-        return data
-
-    async def _read_small(self, digest: str, limit: int) -> bytes | None:
         def read() -> bytes | None:
             try:
                 got = self._client.get_object(
@@ -288,7 +259,6 @@ class S3BlobStore:
 
     async def delete(self, digest: str) -> None:
         self._presigned.pop(digest, None)
-        self._forget_small(digest)
         await self._run(self._client.delete_object, Bucket=self.location.bucket, Key=self._blob_key(digest))
 
     async def digests(self) -> AsyncIterator[str]:
@@ -512,7 +482,6 @@ class _S3Writer:
         if self._direct is not None:
             if self._multipart is None:  # smaller than a part: one PUT, already verified
                 await store._run(store.put, key, self._buffer)
-                store.remember(digest, bytes(self._buffer))
                 return
             if self._buffer:
                 await self._send(bytes(self._buffer))
