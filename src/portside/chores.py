@@ -14,6 +14,7 @@ from datetime import timedelta
 from sqlalchemy import Connection, update
 
 from portside.clock import now
+from portside.faults import Unavailable
 from portside.metadata.database import Database, dialect_insert
 from portside.metadata.schema import chores
 
@@ -50,6 +51,8 @@ async def every(
         try:
             if db is None or await claim(db, name, interval):
                 await chore()
+        except Unavailable as error:  # the condition itself is logged once where it is found
+            log.debug("%s skipped: %s", name or getattr(chore, "__qualname__", chore), error)
         except Exception:
             log.exception("%s failed; will retry", name or getattr(chore, "__qualname__", chore))
         await asyncio.sleep(interval)

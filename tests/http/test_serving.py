@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,13 +85,14 @@ def test_bad_configuration_is_a_one_line_error(tmp_path: Path) -> None:
     assert "does not exist" in missing.stderr
 
 
-def test_an_answer_before_the_body_is_read_closes_the_connection(registry: Server) -> None:
+def test_an_answer_before_a_large_body_is_read_closes_the_connection(registry: Server) -> None:
     """A push refused before its body is read (here: a manifest larger than allowed, by its declared
-    length) must not leave the client a connection that looks reusable: the server says close."""
+    length, too large to be read and dropped first) must not leave the client a connection that
+    looks reusable: the server says close."""
     head = (
         "PUT /v2/t/early-answer/manifests/v1 HTTP/1.1\r\n"
         f"Host: {registry.host}\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n"
-        f"Content-Length: {64 * 1024 * 1024}\r\n"
+        f"Content-Length: {65 * 1024 * 1024}\r\n"
     )
     sock = raw_request(registry, head, b"{" * 1000, close=False)
     try:
@@ -112,3 +114,21 @@ def test_an_answer_before_the_body_is_read_closes_the_connection(registry: Serve
         )
         assert kept.status_code == 201
         assert kept.headers.get("connection") != "close"
+
+
+def test_a_refused_body_is_read_first_and_the_connection_kept(registry: Server) -> None:
+    """A proxy that streams request bodies (nginx with request buffering off, as deploy/nginx/
+    ships) answers 502 of its own when the registry answers and closes while it is still sending: a
+    refused body of up to 64 MiB is read and dropped first, then answered, on a connection kept."""
+    body = os.urandom(8 * 1024 * 1024)
+    with registry.client() as client:
+        upload = client.post("/v2/t/refused-body/blobs/uploads/").headers["location"]
+        refused = client.patch(
+            upload,
+            content=body,
+            headers={"Content-Type": "application/octet-stream", "Content-Range": f"5-{len(body) + 4}"},
+        )
+        assert refused.status_code == 416, refused.text
+        assert refused.headers["range"] == "0-0"
+        assert refused.headers.get("connection") != "close"
+        assert client.get(upload).status_code == 204  # the same connection, still in step

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -15,6 +16,12 @@ API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
 
 _CLOSE = (b"connection", b"close")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# A body the app refused without reading is read and dropped up to this size before the answer.
+# A proxy that streams request bodies (nginx with proxy_request_buffering off, as
+# deploy/nginx/ ships) answers 502 of its own instead of ours when the connection closes while it is
+# still sending. Past this size or time, closing costs the client less than sending the rest.
+_DISCARD_LIMIT = 64 * 1024 * 1024
+_DISCARD_SECONDS = 10.0
 
 
 def _has_body(scope: Scope) -> bool:
@@ -25,6 +32,36 @@ def _has_body(scope: Scope) -> bool:
             return value.strip() not in (b"0", b"")
         if name == b"transfer-encoding":
             return b"chunked" in value.lower()
+    return False
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _discard_body(scope: Scope, receive: Receive) -> bool:
+    """Read and drop the rest of the request body; False if it is too large or the client left."""
+    declared = _declared_length(scope)
+    if declared is not None and declared > _DISCARD_LIMIT:
+        return False
+    left = _DISCARD_LIMIT
+    try:
+        async with asyncio.timeout(_DISCARD_SECONDS):
+            while left >= 0:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return False
+                left -= len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return True
+    except TimeoutError:
+        pass
     return False
 
 
@@ -56,7 +93,7 @@ class AccessLog:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = [*message.get("headers", []), API_VERSION_HEADER]
-                if unread:
+                if unread and not await _discard_body(scope, receive):
                     # An answer before the body was read (a refused push): the server must close the
                     # connection, and Granian did not always say so (seen: 6 of 30), so a client that
                     # reused it lost its next request. Saying it here makes every client reconnect.

@@ -18,7 +18,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Executable, Insert
 
-from portside.metadata.errors import database_problem
+from portside.faults import clear
+from portside.metadata.errors import UNREACHABLE, database_problem
 from portside.metadata.writer import SqliteWriter
 
 T = TypeVar("T")
@@ -259,6 +260,7 @@ class Database:
             if problem is error:
                 raise
             raise problem from None
+        clear(UNREACHABLE)  # a dict lookup; logs "resolved" once after an outage
 
     def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
         return self._read_sync(fn, *args)

@@ -11,6 +11,7 @@ import sqlalchemy.exc
 from portside.faults import StoreUnreachable, storage_full
 
 _PG_DISK_FULL = "53100"  # SQLSTATE disk_full
+UNREACHABLE = "database unavailable"  # the condition's name in the log (portside.faults)
 
 
 def database_problem(error: Exception, where: str) -> Exception:
@@ -26,7 +27,7 @@ def database_problem(error: Exception, where: str) -> Exception:
         return StoreUnreachable(
             "the registry's database cannot be reached right now; try again shortly (if it persists, an "
             "operator must check the database)",
-            condition="database unavailable",
+            condition=UNREACHABLE,
             operator=f"the database is unavailable: {cause.__class__.__name__}: {str(cause).strip()}".splitlines()[0],
         )
     return error

@@ -47,8 +47,10 @@ SPARE_BUFFERS = 8  # kept for the next uploads: 16 MiB per process
 INLINE_BODY = 256 * 1024
 DEFAULT_ALGORITHM = "sha256"
 # A writer renews its lease while it receives; a lease not renewed for this long belonged to a
-# process that died, and another request may take the upload over.
-LEASE_SECONDS = 30
+# process that died, and another request may take the upload over. Short, because a client whose
+# replica was killed mid-chunk waits this long to resume on another (416 with the range meanwhile);
+# renewing every third of it costs one small write per 3 s of a long chunk.
+LEASE_SECONDS = 10
 T = TypeVar("T")
 
 
