@@ -68,6 +68,7 @@ def byte_ordered_name(length: int) -> String:
 NAME_LENGTH = 255
 DIGEST_LENGTH = 140  # "sha512:" + 128 hex digits
 MEDIA_TYPE_LENGTH = 255
+LOCATION_LENGTH = 255
 
 repositories = Table(
     "repositories",
@@ -97,6 +98,9 @@ blobs = Table(
     Column("digest", String(DIGEST_LENGTH), primary_key=True),
     Column("size", BigInteger, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    # Where the blob store keeps the bytes when not at the content address (NULL): what its commit
+    # returned, e.g. S3's chunked/<upload id> for a chunked upload completed without a copy.
+    Column("location", String(LOCATION_LENGTH)),
 )
 
 repository_blobs = Table(

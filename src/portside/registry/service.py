@@ -7,6 +7,7 @@ store. Nothing here knows about HTTP.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from portside.registry.labels import Labels, from_annotations, from_config
 from portside.registry.manifests import ParsedManifest, parse_manifest
 from portside.registry.references import Digest, lookup_reference, parse_reference
 
+log = logging.getLogger("portside.registry")
 MAX_PAGE = 1000
 TAG_PAGE_CACHE = 256  # tag-list pages kept per process (at most ~15 MiB of names)
 MAX_CONFIG = 1024 * 1024  # image configs read for their labels; larger ones are not looked into
@@ -57,6 +59,11 @@ class StoredManifest:
 class Page:
     items: list[str]
     more: bool
+
+
+def blob_location(conn: Connection, digest: str) -> str | None:
+    """Where the store keeps a blob's bytes when not at its content address (see BlobStore)."""
+    return conn.execute(select(blobs.c.location).where(blobs.c.digest == digest)).scalar()
 
 
 def _repository_id(conn: Connection, name: str) -> int | None:
@@ -119,7 +126,7 @@ class Registry:
         self._downloads: Counter[tuple[str, str]] = Counter()  # (repository, digest): pulls not yet written
         self._tags_page = db.query(tag_names.limit(bindparam("limit")))
         self._blob_size = db.query(
-            select(blobs.c.size)
+            select(blobs.c.size, blobs.c.location)
             .select_from(repository_blobs.join(repositories).join(blobs))
             .where(repositories.c.name == name, repository_blobs.c.digest == ref)
         )
@@ -131,7 +138,7 @@ class Registry:
         )
         self._insert_blob = db.query(
             db.insert(blobs)
-            .values(digest=digest, size=bindparam("size"), created_at=at)
+            .values(digest=digest, size=bindparam("size"), location=bindparam("location"), created_at=at)
             .on_conflict_do_nothing(index_elements=["digest"])
         )
         self._has_blob = db.query(
@@ -257,15 +264,18 @@ class Registry:
     # -- blobs ---------------------------------------------------------------------------------
 
     async def blob_size(self, name: str, digest: Digest) -> int:
-        size = await self.stored_size(name, digest)
-        if size is None:
+        return (await self._stored(name, digest))[0]
+
+    async def _stored(self, name: str, digest: Digest) -> tuple[int, str | None]:
+        row = await self.db.fetch_one(self._blob_size, name=name, ref=str(digest))
+        if row is None:
             raise BlobUnknown(f"blob {digest} is not in repository {name}", detail={"digest": str(digest)})
-        return size
+        return int(row[0]), row[1]
 
     async def read_blob(self, name: str, digest: Digest, byte_range: tuple[int, int] | None) -> BlobRead:
         """How to send a blob of repository `name`: a local file, a redirect or a stream."""
-        size = await self.blob_size(name, digest)
-        return await self.store.serve(str(digest), size, byte_range)
+        size, location = await self._stored(name, digest)
+        return await self.store.serve(str(digest), size, byte_range, location=location)
 
     async def delete_blob(self, name: str, digest: Digest) -> None:
         def change(conn: Connection) -> int:
@@ -280,17 +290,36 @@ class Registry:
         if not await self.db.write(change):
             raise BlobUnknown(f"blob {digest} is not in repository {name}", detail={"digest": str(digest)})
 
-    def link_blob(self, conn: Connection, name: str, digest: str, size: int, on_create: OnCreate | None) -> None:
-        """Record a verified blob and make it readable in repository `name`."""
+    def link_blob(
+        self,
+        conn: Connection,
+        name: str,
+        digest: str,
+        size: int,
+        on_create: OnCreate | None,
+        location: str | None = None,
+    ) -> bool:
+        """Record a verified blob (its bytes at `location`, see BlobStore) and make it readable in
+        repository `name`. False when the blob was recorded before: its row, and where it says the
+        bytes are, win, and a `location` given here is the caller's to delete."""
         at = now()
-        self.db.execute(conn, self._insert_blob, digest=digest, size=size, at=at)
+        inserted = self.db.execute(conn, self._insert_blob, digest=digest, size=size, location=location, at=at)
         repository_id = self.ensure_repository(conn, name, on_create)
         self.db.execute(conn, self._link_blob, repository_id=repository_id, digest=digest, at=at)
+        return bool(inserted)
+
+    async def drop_duplicate(self, digest: str, location: str) -> None:
+        """Delete the bytes of a blob that lost to an earlier row of the same digest: nothing
+        refers to them. If the store fails, they stay for garbage collection (it lists locations)."""
+        try:
+            await self.store.delete(digest, location=location)
+        except Exception as error:  # a leftover, never the push's failure
+            log.warning("could not delete duplicate copy of %s at %s: %s", digest, location, error)
 
     async def stored_size(self, name: str, digest: Digest) -> int | None:
         """The size of a blob in repository `name`, None when it has none."""
         row = await self.db.fetch_one(self._blob_size, name=name, ref=str(digest))
-        return row[0] if row else None
+        return int(row[0]) if row else None
 
     async def find_blob(self, digest: Digest, where: ColumnElement[bool]) -> int | None:
         """The size of a blob held by any repository matching `where`, None when there is none."""
@@ -363,7 +392,13 @@ class Registry:
     async def _labels(self, parsed: ParsedManifest) -> Labels:
         if parsed.config_digest is None:
             return from_annotations(parsed.annotations)
+        # Configs are small and pushed whole, so at their content address: the database is asked
+        # where else the bytes are only when they are not there (no extra query on every push).
         raw = await self.store.read_small(parsed.config_digest, MAX_CONFIG)
+        if raw is None:
+            location = await self.db.read(blob_location, parsed.config_digest)
+            if location is not None:
+                raw = await self.store.read_small(parsed.config_digest, MAX_CONFIG, location=location)
         return from_config(raw) if raw is not None else Labels()
 
     def _store_manifest(
