@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     max_manifest_bytes: int = Field(4 * 1024 * 1024, gt=0, description="Largest manifest accepted.")
     upload_ttl_seconds: int = Field(24 * 3600, gt=0, description="Abandoned uploads expire after this.")
     restore_days: int = Field(30, gt=0, description="Deleted packages and versions can be restored for this long.")
+    gc_grace_seconds: int = Field(
+        24 * 3600, ge=0, description="Garbage collection leaves a blob alone this long after its upload or mount."
+    )
+    gc_interval_seconds: float = Field(
+        3600.0, gt=0, description="How often garbage collection runs in the background (once across a fleet)."
+    )
     download_flush_seconds: float = Field(5.0, gt=0, description="How often pull counts are written to the database.")
     fsync: bool = Field(True, description="fsync blobs and the database before acknowledging a write.")
     tls_cert: Path | None = Field(None, description="PEM certificate; serves HTTPS with tls_key.")

@@ -483,6 +483,30 @@ def test_delete_a_package_with_its_name_typed_then_restore_it(world: World) -> N
     assert world.tags(name) == ["v1"]
 
 
+def test_delete_a_package_permanently_with_its_name_typed(world: World) -> None:
+    name = world.package("alice", "leaked", "public")
+    settings = web(name, "/settings")
+    with world.browser("bob") as bob:  # reads public packages, but is not their admin
+        refused = submit(bob, package_page(name), settings + "/purge", confirm=name)
+        assert refused.status_code == 403, refused.text
+        assert "admin role" in text_of(refused.text), text_of(refused.text)[:500]
+    assert world.pull(name, "v1") == 200
+    with world.browser("alice") as alice:
+        page = alice.get(settings).text
+        assert "Delete this package permanently" in page and 'action="' + settings + '/purge"' in page
+        response = submit(alice, settings, settings + "/purge", confirm=name + "x")
+        assert response.status_code == 400
+        assert f"Type {name} exactly to confirm the permanent deletion. Nothing was deleted." in _alert(response.text)
+        assert world.pull(name, "v1") == 200
+
+        response = submit(alice, settings, settings + "/purge", confirm=name)
+        assert response.status_code == 303 and response.headers["location"] == "/users/alice/packages"
+        assert f"Deleted {name} permanently with its 1 version;" in text_of(alice.get("/users/alice/packages").text)
+        assert world.pull(name, "v1", "alice") == 404
+        listing = alice.get("/users/alice/settings/packages").text  # nothing to restore
+        assert name.split("/")[1] not in listing
+
+
 def test_restoring_a_package_whose_name_was_reused_shows_the_services_message(world: World) -> None:
     name = world.package("alice", "reused")
     with world.browser("alice") as alice:

@@ -16,9 +16,10 @@ from sqlalchemy import Connection
 
 from portside.access import accounts as acc
 from portside.access import keys
-from portside.access.audit import events_since
+from portside.access.audit import events_since, record
 from portside.clock import now
 from portside.metadata.database import Database, make_engine, schema_behind, upgrade
+from portside.registry import gc
 
 T = TypeVar("T")
 
@@ -486,6 +487,39 @@ def package_revoke(
     _write(config, data_dir, lambda c: acc.revoke(c, name, user=user, team=team))
     row = {"package": name, "kind": "user" if user else "team", "name": user or team, "role": None}
     _done(f"{user or team} no longer has a role on {name}", row, as_json)
+
+
+@package_app.command("purge")
+def package_purge(
+    name: str,
+    version: Annotated[
+        list[str] | None, typer.Option("--version", help="A version's digest; repeat for more. None: the package.")
+    ] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete a package, or some of its versions, for good: no restore window (a leaked secret).
+    The bytes go with the next garbage collection pass; `portside gc` runs one now."""
+
+    def purge(conn: Connection) -> dict[str, Any]:
+        repository_id = gc.live_package(conn, name)
+        if repository_id is None:
+            raise acc.AccessError(f"package {name} not found")
+        if not version:
+            count = gc.purge_package(conn, repository_id)
+            record(conn, "-", "package.purge", name, {"versions": count}, "cli")
+            return {"package": name, "versions": count}
+        found = gc.version_ids(conn, repository_id, version)
+        if missing := [digest for digest in version if digest not in found]:
+            raise acc.AccessError(f"version {missing[0]} not found in {name}")
+        purged = gc.purge_manifests(conn, repository_id, [found[digest] for digest in version])
+        record(conn, "-", "package.purge_versions", name, {"versions": purged}, "cli")
+        return {"package": name, "versions": len(purged), "ids": purged}
+
+    row = _write(config, data_dir, purge)
+    what = "the package" if not version else f"{row['versions']} version{'s' * (row['versions'] != 1)}"
+    _done(f"{name}: {what} deleted for good; run `portside gc` to remove the bytes now", row, as_json)
 
 
 # -- audit -----------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import typer
 from pydantic import ValidationError
 from typer.exceptions import TyperException
 
-from portside.cli import admin
+from portside.cli import admin, lifecycle
 from portside.config import CONFIG_FILE_ENV, Settings
 
 app = typer.Typer(
@@ -144,6 +144,7 @@ def _everywhere(database_url: DatabaseUrlOption = None, storage_url: StorageUrlO
 
 
 admin.register(app)
+lifecycle.register(app)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.sql import Executable, Insert
 
 from portside.faults import clear
 from portside.metadata.errors import UNREACHABLE, database_problem
+from portside.metadata.locks import KeyLocks
 from portside.metadata.writer import SqliteWriter
 
 T = TypeVar("T")
@@ -165,6 +166,7 @@ class Database:
         self.dialect = engine.dialect.name
         self._inline_reads = self.dialect == "sqlite"
         self._loop_connection: Any = None  # the DBAPI connection for inline reads (SQLite)
+        self.locks = KeyLocks(engine)  # named locks across processes (metadata.locks)
         database = engine.url.database
         self._sqlite_writer = (
             SqliteWriter(engine, Path(f"{database}-writer.lock"))

@@ -101,6 +101,20 @@ blobs = Table(
     # Where the blob store keeps the bytes when not at the content address (NULL): what its commit
     # returned, e.g. S3's chunked/<upload id> for a chunked upload completed without a copy.
     Column("location", String(LOCATION_LENGTH)),
+    # When the blob was last uploaded or mounted (NULL: created_at); garbage collection waits
+    # gc_grace_seconds after it (migration 0014 says why).
+    Column("seen_at", UtcDateTime()),
+)
+
+# Blobs whose rows garbage collection removed, until their bytes are gone from the store too.
+blob_deletions = Table(
+    "blob_deletions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("digest", String(DIGEST_LENGTH), nullable=False),
+    Column("location", String(LOCATION_LENGTH)),
+    Column("size", BigInteger, nullable=False),
+    Column("deleted_at", UtcDateTime(), nullable=False),
 )
 
 repository_blobs = Table(

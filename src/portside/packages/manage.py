@@ -18,13 +18,14 @@ import anyio
 from sqlalchemy import Connection, delete, select, update
 
 from portside.access import accounts as acc
-from portside.access.audit import AuditEvent, events_since
+from portside.access.audit import AuditEvent, events_since, record
 from portside.access.policy import SCOPE_FOR, SCOPE_GRANTS, Action, Actor, matches_only, scope_allows
 from portside.access.service import Access
 from portside.clock import now
 from portside.metadata.database import Database
-from portside.metadata.schema import repositories, tags
+from portside.metadata.schema import manifests, repositories, tags
 from portside.packages.service import Conflict, Forbidden, NotFound, PackageError, Packages
+from portside.registry import gc
 
 T = TypeVar("T")
 MAX_BATCH = 100  # version ids in one batch deletion
@@ -235,6 +236,39 @@ class Management:
             deleted=deleted,
             failed=[(version_id, failed[version_id].message) for version_id in sorted(failed, key=order.__getitem__)],
         )
+
+    async def purge_versions(self, actor: Actor, package: str, ids: list[int]) -> list[int]:
+        """Delete versions (live or deleted) for good: no restore window. Their blobs go with the
+        next garbage collection pass. The ids deleted, with the platform images and referrers that
+        went with them (registry.gc.purge_manifests)."""
+        await self._allow(actor, package, Action.PULL, Action.DELETE)
+
+        def change(conn: Connection) -> list[int]:
+            repository_id = _repository(conn, package)
+            known = {
+                int(row[0])
+                for row in conn.execute(
+                    select(manifests.c.id).where(manifests.c.repository_id == repository_id, manifests.c.id.in_(ids))
+                )
+            }
+            if missing := [i for i in ids if i not in known]:
+                raise NotFound(f"version {missing[0]} not found in {package}")
+            purged = gc.purge_manifests(conn, repository_id, ids)
+            record(conn, actor.name or "-", "package.purge_versions", package, {"versions": purged})
+            return purged
+
+        return await self.db.write(change)
+
+    async def purge_package(self, actor: Actor, package: str) -> int:
+        """Delete a package for good with every version; the number of versions."""
+        await self._allow(actor, package, Action.PULL, Action.DELETE)
+
+        def change(conn: Connection) -> int:
+            count = gc.purge_package(conn, _repository(conn, package))
+            record(conn, actor.name or "-", "package.purge", package, {"versions": count})
+            return count
+
+        return await self.db.write(change)
 
     # -- tokens --------------------------------------------------------------------------------
 
@@ -483,3 +517,10 @@ class Management:
     async def audit(self, actor: Actor, since: datetime) -> list[AuditEvent]:
         self._site_admin(actor, Action.PULL, "read the audit log")
         return await self._read(events_since, since)
+
+
+def _repository(conn: Connection, package: str) -> int:
+    found = gc.live_package(conn, package)
+    if found is None:
+        raise NotFound(f"package {package} not found")
+    return found

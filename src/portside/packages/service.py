@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Row, and_, delete, exists, func, select, update
+from sqlalchemy import Connection, Row, and_, exists, func, select, update
 
 from portside.access.policy import VISIBILITIES, Action, Actor, scope_allows
 from portside.access.service import Access
@@ -429,18 +429,6 @@ class Packages:
         kept_elsewhere = await self.db.write(change)
         await self.access.audit(actor, "package.restore_version", package, "-", version=version_id)
         return kept_elsewhere
-
-    # -- housekeeping --------------------------------------------------------------------------
-
-    async def purge(self) -> int:
-        """Forget packages and versions deleted longer ago than the restore window."""
-        cutoff = now() - self.restore_window
-
-        def change(conn: Connection) -> int:
-            purged = conn.execute(delete(repositories).where(repositories.c.deleted_at < cutoff)).rowcount
-            return purged + conn.execute(delete(manifests).where(manifests.c.deleted_at < cutoff)).rowcount
-
-        return await self.db.write(change)
 
 
 def _escape(text: str) -> str:

@@ -141,11 +141,15 @@ class Registry:
             .values(digest=digest, size=bindparam("size"), location=bindparam("location"), created_at=at)
             .on_conflict_do_nothing(index_elements=["digest"])
         )
+        # FOR SHARE on PostgreSQL (nothing on SQLite, whose one writer excludes the rest): garbage
+        # collection's FOR UPDATE on the same link waits until this push commits, then sees its
+        # references; or it removed the link first, and this push finds the blob missing (registry.gc).
         self._has_blob = db.query(
-            select(repository_blobs.c.digest).where(
-                repository_blobs.c.repository_id == repository_id, repository_blobs.c.digest == digest
-            )
+            select(repository_blobs.c.digest)
+            .where(repository_blobs.c.repository_id == repository_id, repository_blobs.c.digest == digest)
+            .with_for_update(read=True)
         )
+        self._seen_blob = db.query(update(blobs).where(blobs.c.digest == digest).values(seen_at=at))
         self._manifest_id = db.query(
             select(manifests.c.id).where(manifests.c.repository_id == repository_id, manifests.c.digest == digest)
         )
@@ -301,9 +305,12 @@ class Registry:
     ) -> bool:
         """Record a verified blob (its bytes at `location`, see BlobStore) and make it readable in
         repository `name`. False when the blob was recorded before: its row, and where it says the
-        bytes are, win, and a `location` given here is the caller's to delete."""
+        bytes are, win, and a `location` given here is the caller's to delete. The caller holds the
+        digest's lock (db.locks) from before the bytes were stored, as garbage collection does."""
         at = now()
         inserted = self.db.execute(conn, self._insert_blob, digest=digest, size=size, location=location, at=at)
+        if not inserted:  # wanted again: garbage collection waits its grace period from now
+            self.db.execute(conn, self._seen_blob, digest=digest, at=at)
         repository_id = self.ensure_repository(conn, name, on_create)
         self.db.execute(conn, self._link_blob, repository_id=repository_id, digest=digest, at=at)
         return bool(inserted)
@@ -334,12 +341,23 @@ class Registry:
 
         return await self.db.read(query)
 
-    async def mount(self, name: str, digest: Digest, size: int, on_create: OnCreate | None = None) -> None:
-        """Link a blob the caller may read elsewhere into `name`. The database is the truth about
-        which blobs exist (garbage collection removes the row with the bytes): the store is not asked."""
+    async def mount(self, name: str, digest: Digest, on_create: OnCreate | None = None) -> bool:
+        """Link a blob the caller may read elsewhere into `name`; False if it is gone (garbage
+        collection took it since the caller looked: the client uploads it instead). The database is
+        the truth about which blobs exist: the store is not asked."""
         if await self.stored_size(name, digest) is not None:
-            return  # already there: nothing to write
-        await self.db.write(self.link_blob, name, str(digest), size, on_create)
+            return True  # already there: nothing to write
+
+        def link(conn: Connection) -> bool:
+            # Never a new blob row: only one whose bytes are stored (the lock keeps GC out).
+            if not self.db.execute(conn, self._seen_blob, digest=str(digest), at=now()):
+                return False
+            repository_id = self.ensure_repository(conn, name, on_create)
+            self.db.execute(conn, self._link_blob, repository_id=repository_id, digest=str(digest), at=now())
+            return True
+
+        async with self.db.locks.hold([str(digest)]):
+            return await self.db.write(link)
 
     # -- manifests -----------------------------------------------------------------------------
 

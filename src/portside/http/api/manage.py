@@ -48,7 +48,8 @@ class ManageApi:
             route(package + "/collaborators", self.collaborators, "GET"),
             route(package + "/tags/{tag}", self.untag, "DELETE"),
             route(package + "/versions/delete", self.delete_versions, "POST"),
-            route(package, self.package_settings, "PATCH"),
+            route(package + "/versions/purge", self.purge_versions, "POST"),
+            route(package, self.package_settings, "PATCH", "DELETE"),
             route(PREFIX + "/user/tokens", self.tokens, "GET", "POST"),
             route(PREFIX + "/user/tokens/{token_id:int}", self.revoke_token, "DELETE"),
             route(PREFIX + "/users", self.users, "GET", "POST"),
@@ -75,6 +76,8 @@ class ManageApi:
 
     async def package_settings(self, request: Request) -> Response:
         actor, name = await self._package(request)
+        if request.method == "DELETE":
+            return await self._delete_package(request, actor, name)
         body = await _object(request, '{"visibility": "private|internal|public"}', "visibility")
         visibility = _choice(body, "visibility", VISIBILITIES, required=True)
         await self.manage.set_visibility(actor, name, visibility)
@@ -110,20 +113,30 @@ class ManageApi:
         actor, name = await self._package(request)
         expected = '{"ids": [VERSION_ID, ...], "force": false}'
         body = await _object(request, expected, "ids", "force")
-        ids = body.get("ids")
-        if (
-            not isinstance(ids, list)
-            or not ids
-            or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)
-        ):
-            raise ApiError(400, f"Invalid request: ids must be a list of positive version ids; send {expected}")
-        if len(ids) > MAX_BATCH:
-            raise ApiError(400, f"Invalid request: at most {MAX_BATCH} ids in one call, not {len(ids)}")
+        ids = _version_ids(body, expected)
         force = _boolean(body, "force", expected) or False
         result = await self.manage.delete_versions(actor, name, ids, force=force)
         return JSONResponse(
             {"deleted": result.deleted, "failed": [{"id": i, "message": message} for i, message in result.failed]}
         )
+
+    async def _delete_package(self, request: Request, actor: Actor, name: str) -> Response:
+        permanent = request.query_params.get("permanent", "false")
+        if permanent not in ("true", "false"):
+            raise ApiError(400, f"Invalid request: permanent must be true or false, not {permanent!r}")
+        if permanent == "false":  # as the packages API: restorable for the restore window
+            await self.api.packages.delete(actor, name)
+            return Response(status_code=204)
+        versions = await self.manage.purge_package(actor, name)
+        return JSONResponse({"purged": name, "versions": versions})
+
+    async def purge_versions(self, request: Request) -> Response:
+        actor, name = await self._package(request)
+        expected = '{"ids": [VERSION_ID, ...]}'
+        body = await _object(request, expected, "ids")
+        ids = _version_ids(body, expected)
+        purged = await self.manage.purge_versions(actor, name, list(dict.fromkeys(ids)))
+        return JSONResponse({"purged": purged})
 
     # -- tokens --------------------------------------------------------------------------------
 
@@ -366,3 +379,16 @@ def _event(e: AuditEvent) -> dict[str, Any]:
         "client": e.client,
         "detail": e.detail,
     }
+
+
+def _version_ids(body: dict[str, Any], expected: str) -> list[int]:
+    ids = body.get("ids")
+    if (
+        not isinstance(ids, list)
+        or not ids
+        or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)
+    ):
+        raise ApiError(400, f"Invalid request: ids must be a list of positive version ids; send {expected}")
+    if len(ids) > MAX_BATCH:
+        raise ApiError(400, f"Invalid request: at most {MAX_BATCH} ids in one call, not {len(ids)}")
+    return ids

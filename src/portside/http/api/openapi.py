@@ -153,6 +153,16 @@ MANAGE_SCHEMAS: dict[str, Any] = {
             "role": {"type": "string", "enum": ["read", "write", "admin"]},
         },
     },
+    "VersionPurge": {
+        "type": "object",
+        "required": ["purged"],
+        "properties": {"purged": {"type": "array", "items": INTEGER}},
+    },
+    "PackagePurge": {
+        "type": "object",
+        "required": ["purged", "versions"],
+        "properties": {"purged": STRING, "versions": INTEGER},
+    },
     "VersionDeletion": {
         "type": "object",
         "required": ["deleted", "failed"],
@@ -378,7 +388,17 @@ def manage_paths() -> dict[str, Any]:
                 {"200": _response("OK", _ref("Package"))},
                 one,
                 _body(["visibility"], visibility={"type": "string", "enum": ["private", "internal", "public"]}),
-            )
+            ),
+            "delete": _manage(
+                "Delete a package: restorably, or for good with ?permanent=true",
+                "Package admin; read:packages and delete:packages. Permanently: every version goes now, with no "
+                "restore window, and its blobs with the next garbage collection pass (docs/lifecycle.md).",
+                {
+                    "200": _response("Deleted for good", _ref("PackagePurge")),
+                    "204": _response("Deleted; restorable for the restore window"),
+                },
+                [*one, _param("permanent", "query", {"type": "boolean", "default": False})],
+            ),
         },
         f"{package}/collaborators": {
             "get": _manage(
@@ -412,6 +432,20 @@ def manage_paths() -> dict[str, Any]:
                     ["ids"],
                     ids={"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 100},
                     force={"type": "boolean", "default": False},
+                ),
+            )
+        },
+        f"{package}/versions/purge": {
+            "post": _manage(
+                "Delete versions for good (no restore window)",
+                "Package admin; read:packages and delete:packages. With a multi-platform index go its platform "
+                "images that nothing else lists or tags, and every version's referrers; blobs go with the next "
+                "garbage collection pass.",
+                {"200": _response("The ids deleted", _ref("VersionPurge"))},
+                one,
+                _body(
+                    ["ids"],
+                    ids={"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 100},
                 ),
             )
         },

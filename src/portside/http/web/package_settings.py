@@ -84,6 +84,7 @@ class PackageSettings:
                 Route(package + "/settings/collaborators", page(self.set_collaborator), methods=POST),
                 Route(package + "/settings/collaborators/remove", page(self.remove_collaborator), methods=POST),
                 Route(package + "/settings/delete", page(self.delete), methods=POST),
+                Route(package + "/settings/purge", page(self.purge), methods=POST),
                 Route(package + "/versions/{version_id:int}/delete", page(self.delete_version), methods=POST),
                 Route(package + "/versions/{version_id:int}/restore", page(self.restore_version), methods=POST),
                 Route(prefix + "/settings/packages", page(self.deleted), methods=GET),
@@ -238,6 +239,22 @@ class PackageSettings:
         message = (
             f"Deleted {info.full_name}. It can be restored within {days} days from the deleted packages of "
             f"{info.owner.login} ({deleted_packages_path(info.owner)})."
+        )
+        return self.site.done(request, owner_path(info.owner), message)
+
+    async def purge(self, request: Request) -> Response:
+        form, actor = await self._form(request, _requested(request, "/settings"))
+        info = await self._package(request, actor)
+        if form.get("confirm").strip() != info.full_name:
+            problem = f"Type {info.full_name} exactly to confirm the permanent deletion. Nothing was deleted"
+            return await self._invalid(request, actor, info, "purge", problem, form, 400)
+        try:
+            versions = await self.management.purge_package(actor, info.full_name)
+        except PackageError as exc:
+            return await self._invalid(request, actor, info, "purge", exc.message, form, exc.status)
+        message = (
+            f"Deleted {info.full_name} permanently with its {versions} version{'s' * (versions != 1)}; "
+            "its layers leave storage with the next garbage collection."
         )
         return self.site.done(request, owner_path(info.owner), message)
 
