@@ -288,6 +288,25 @@ async def test_an_upload_read_back_before_its_commit(store: BlobStore) -> None:
     assert await _read(store, blob, len(whole), (9 * MiB - 1, 9 * MiB)) == whole[9 * MiB - 1 : 9 * MiB + 1]
 
 
+@pytest.mark.parametrize("sizes", [[9 * MiB, 100], [1000, 20]], ids=["parts", "small"])
+async def test_a_commit_retried_after_its_record_failed(store: BlobStore, sizes: list[int]) -> None:
+    """The database failed after the store committed: the client's retry of the final PUT (no body)
+    commits the same acknowledged upload again, and finds the blob where the first commit put it."""
+    pieces = [_data(size, 110 + i) for i, size in enumerate(sizes)]
+    whole = b"".join(pieces)
+    state = await store.create_upload("u-retry")
+    offset = 0
+    for piece in pieces:
+        writer = await store.open_upload("u-retry", state, offset, None)
+        await writer.write(memoryview(piece))
+        state = await writer.close()
+        offset += len(piece)
+    first = await (await store.open_upload("u-retry", state, offset, None)).commit(_digest(whole), len(whole))
+    again = await (await store.open_upload("u-retry", state, offset, None)).commit(_digest(whole), len(whole))
+    assert again == first
+    assert await _read(store, _Stored(_digest(whole), again), len(whole)) == whole
+
+
 @pytest.mark.parametrize("state_known", [True, False], ids=["expired", "crashed"])
 async def test_an_abandoned_chunked_upload_leaves_nothing(store: BlobStore, state_known: bool) -> None:
     """Expired (the caller has its state) or left by a crash before its state was recorded (it has

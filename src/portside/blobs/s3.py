@@ -476,6 +476,7 @@ class S3BlobStore:
         except botocore.exceptions.ClientError as error:
             if not (done_ok and _code(error) == "NoSuchUpload"):
                 raise self._unavailable(error) from None
+            return
         except (botocore.exceptions.BotoCoreError, OSError) as error:
             raise self._unavailable(error) from None
 
@@ -512,7 +513,9 @@ class _S3Writer:
         elif state.multipart is not None and upload_id in store._reread:
             # read_upload completed the parts as one object to read them back (the digest is of
             # another algorithm than the running hash's): a new multipart upload beside it copies
-            # them, the one copy this rare path costs, and takes the rest of the bytes.
+            # them, the one copy this rare path costs, and takes the rest of the bytes. (Known
+            # limit: the commit must come from the process that read them back, as finish does;
+            # another process's attempt fails, and the client pushes the blob again.)
             self._key = store._chunked_key(upload_id, REREAD)
             self._multipart = None
             self._parts = []
@@ -594,6 +597,29 @@ class _S3Writer:
         return state.dump()
 
     async def commit(self, digest: str, size: int) -> str | None:
+        try:
+            return await self._commit(digest, size)
+        except (botocore.exceptions.ClientError, StoreUnreachable):
+            # A commit retried after the first one's record failed (the database, not the store):
+            # its tail is deleted and its multipart upload complete, and the blob is where it went.
+            found, location = await self._store._run(self._committed, digest, size)
+            if not found:
+                raise
+            return location
+
+    def _committed(self, digest: str, size: int) -> tuple[bool, str | None]:
+        if self._direct is not None or self._staging:
+            return False, None
+        location = f"{CHUNKED}/{self._upload_id}" if self._state.multipart is not None else None
+        store = self._store
+        try:
+            key = store._object_key(digest, location)
+            head = store._call(store._client.head_object, Bucket=store.location.bucket, Key=key)
+        except botocore.exceptions.ClientError:
+            return False, None
+        return int(head["ContentLength"]) == size, location
+
+    async def _commit(self, digest: str, size: int) -> str | None:
         await self._load_tail()
         store, key = self._store, self._store._blob_key(digest)
         tail = [store._upload_key(self._upload_id, self._state.tail[0])] if self._state.tail else []
@@ -640,8 +666,6 @@ class _S3Writer:
         except BaseException:
             store.abort_multipart(key, upload)
             raise
-        if not staged and not self._buffer:
-            store.put(key, b"")
 
     async def abort(self) -> None:
         with contextlib.suppress(Exception):
