@@ -37,7 +37,9 @@ def bootstrap(settings: Settings) -> str | None:
         return None
     path = settings.data_dir.resolve() / CREDENTIALS_FILE
     _write_private(path, f"user: {ADMIN}\ntoken: {token}\npassword: {password}\n")
-    address = f"{settings.host}:{settings.port}"
+    # 0.0.0.0 (as in the container image) is where it listens, not an address to connect to.
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    address = f"{host}:{settings.port}"
     return (
         f"Created the site admin {ADMIN!r} (also in {path}):\n\n"
         f"    token:    {token}   (every package scope; for docker and the APIs)\n"
