@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything the tests need (Debian packages for the real clients, the browser tests,
-# PostgreSQL and nginx, Python packages, axe-core from npm), then runs the linter and the whole suite.
+# PostgreSQL, nginx and the container image's test; Python packages, axe-core from npm), then runs the
+# linter and the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(skopeo podman buildah docker.io busybox-static uidmap chromium postgresql nginx)
+DEBIAN_PACKAGES=(skopeo podman buildah docker.io busybox-static uidmap chromium postgresql nginx debootstrap iproute2)
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
