@@ -72,6 +72,9 @@ EOF
     # What a container never needs: package lists, docs, man pages, translations.
     rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* "$rootfs"/usr/share/doc/* \
         "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/usr/share/locale/* "$rootfs"/var/log/*
+    # debootstrap copied this machine's resolver and name; the engine provides both at run time.
+    : >"$rootfs/etc/resolv.conf"
+    : >"$rootfs/etc/hostname"
     tar --numeric-owner --xattrs -C "$rootfs" -cf "$TARBALL.partial" .
     mv "$TARBALL.partial" "$TARBALL"
 fi
