@@ -59,7 +59,7 @@ def test_the_image_runs_as_portside_on_port_5000_with_its_data_in_a_volume(image
     # The base is 123 MB, the venv under 200 MB: a budget, so that a heavy dependency is a decision.
     size = int(docker(image_engine, "image", "inspect", "--format", "{{.Size}}", image).stdout)
     assert size < 350_000_000, f"the image grew to {size / 1e6:.0f} MB"
-    # Only the venv left the build stage: no pip, no sources, no build tools at run time.
+    # Only the venv left the build stage: no pip or setuptools in it, no source tree beside it.
     listing = docker(
         image_engine,
         "run",

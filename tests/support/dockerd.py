@@ -56,6 +56,9 @@ class Dockerd:
             binary,
             "--iptables=false",
             "--ip6tables=false",
+            # Nor the machine's sysctls: docker-proxy reaches the containers on the bridge, nothing is routed.
+            "--ip-forward=false",
+            "--ip-masq=false",
             f"--bridge={self.bridge or 'none'}",
             "--storage-driver=overlay2",
             "--data-root",
