@@ -11,6 +11,7 @@
 #
 # Nothing is redone that is already there: the image in the engine, else the root filesystem's
 # tarball kept in .cache/base/ (a fresh engine, such as the tests' private one, imports it in seconds).
+# Delete both to take in newer Debian updates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
