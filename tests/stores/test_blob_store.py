@@ -181,6 +181,18 @@ async def test_missing_blobs(store: BlobStore) -> None:
         await store.serve(missing, 10, None)
     assert missing in caught.value.message
     await store.delete(missing)  # deleting what is not there is not an error
+    with pytest.raises(BlobMissing) as caught:
+        [chunk async for chunk in store.read(missing)]
+    assert missing in caught.value.message
+
+
+@pytest.mark.parametrize("size", [0, 1, 3 * MiB + 7])
+async def test_read_streams_the_whole_blob(store: BlobStore, size: int) -> None:
+    data = _data(size, 12)
+    digest = await _upload(store, f"u-read-{size}", [data])
+    chunks = [chunk async for chunk in store.read(digest)]
+    assert b"".join(chunks) == data
+    assert all(len(chunk) <= 2 * MiB for chunk in chunks)  # streamed, not the whole blob at once
 
 
 async def test_read_small_respects_its_limit(store: BlobStore) -> None:
@@ -443,17 +455,25 @@ async def test_a_gibibyte_streams_in_and_out_with_flat_memory(store: BlobStore) 
             await writer.write(block)
         location = await writer.commit(digest, size)
     assert await store.size(digest, location=location) == size
-    with _PeakRss() as read:
-        checked, received = hashlib.sha256(), 0
-        served = await store.serve(digest, size, None, location=location)
-        async for chunk in _chunks(served):
-            checked.update(chunk)
-            received += len(chunk)
-    assert received == size
-    assert "sha256:" + checked.hexdigest() == digest
+    for name, chunks in (
+        ("serving", lambda: _served(store, digest, size, location)),
+        ("reading", lambda: store.read(digest, location=location)),
+    ):
+        with _PeakRss() as read:
+            checked, received = hashlib.sha256(), 0
+            async for chunk in chunks():
+                checked.update(chunk)
+                received += len(chunk)
+        assert received == size
+        assert "sha256:" + checked.hexdigest() == digest
+        assert read.growth < 100 * MiB, f"{name} 1 GiB grew the process by {read.growth / MiB:.0f} MiB"
     assert written.growth < 100 * MiB, f"writing 1 GiB grew the process by {written.growth / MiB:.0f} MiB"
-    assert read.growth < 100 * MiB, f"reading 1 GiB grew the process by {read.growth / MiB:.0f} MiB"
     await store.delete(digest, location=location)
+
+
+async def _served(store: BlobStore, digest: str, size: int, location: str | None) -> AsyncIterator[bytes]:
+    async for chunk in _chunks(await store.serve(digest, size, None, location=location)):
+        yield chunk
 
 
 async def _chunks(read: BlobRead) -> AsyncIterator[bytes]:

@@ -157,6 +157,18 @@ class FilesystemBlobStore:
         except FileNotFoundError:
             raise missing_blob(digest, str(path)) from None
 
+    async def read(self, digest: str, *, location: str | None = None) -> AsyncIterator[bytes]:
+        path = self._path(digest)
+        try:
+            f = await self._run(open, path, "rb")
+        except FileNotFoundError:
+            raise missing_blob(digest, str(path)) from None
+        try:
+            while chunk := await self._run(f.read, READ_CHUNK):
+                yield chunk
+        finally:
+            f.close()
+
     async def delete(self, digest: str, *, location: str | None = None) -> None:
         await self._run(self._path(digest).unlink, True)
 

@@ -254,6 +254,16 @@ class S3BlobStore:
             return Stream(_empty(), 0, 0)
         return Stream(self._chunks(got["Body"]), start, end - start + 1)
 
+    async def read(self, digest: str, *, location: str | None = None) -> AsyncIterator[bytes]:
+        try:
+            got = await self._run(
+                self._client.get_object, Bucket=self.location.bucket, Key=self._object_key(digest, location)
+            )
+        except botocore.exceptions.ClientError:
+            raise self._missing(digest) from None
+        async for chunk in self._chunks(got["Body"]):
+            yield chunk
+
     async def _presign(self, digest: str, key: str) -> str:
         """A presigned GET, reused while it has more than half its life left: hot layers pulled by a
         whole fleet of clients cost one signature and one HEAD (that the object is there), not one

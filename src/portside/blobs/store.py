@@ -88,6 +88,10 @@ class BlobStore(Protocol):
         """How to send a blob of `size` bytes (all of it, or the inclusive `byte_range`); raises
         faults.BlobMissing when its bytes are gone."""
 
+    def read(self, digest: str, *, location: str | None = None) -> AsyncIterator[bytes]:
+        """The whole blob, in chunks of a MiB or so, whatever `serve` would answer (copying between
+        stores reads through this); raises faults.BlobMissing when its bytes are gone."""
+
     async def delete(self, digest: str, *, location: str | None = None) -> None: ...
     def digests(self) -> AsyncIterator[str]:
         """Every blob stored at its content address, in no particular order (garbage collection
