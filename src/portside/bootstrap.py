@@ -18,6 +18,7 @@ from portside.metadata.schema import accounts as accounts_table
 
 ADMIN = "admin"
 CREDENTIALS_FILE = "initial-admin-credentials"
+SESSION_KEY_FILE = "web-session-key"  # where a single machine kept its cookie key before the database did
 
 
 def bootstrap(settings: Settings) -> str | None:
@@ -29,7 +30,7 @@ def bootstrap(settings: Settings) -> str | None:
         # The keys a single machine kept in its data directory move into the database on first
         # start, so the tokens and cookies it issued stay valid; then every replica shares them.
         db.write_sync(keys.ensure, keys.TOKEN, keys.new_token_key, data_dir / KEY_FILE)
-        db.write_sync(keys.ensure, keys.SESSION, keys.new_session_key, data_dir / "web-session-key")
+        db.write_sync(keys.ensure, keys.SESSION, keys.new_session_key, data_dir / SESSION_KEY_FILE)
         token = db.write_sync(_create_admin, password)
     finally:
         db.close()

@@ -22,8 +22,11 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, Integer, LargeBinary, Table, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from portside.access import keys
+from portside.access.bearer import KEY_FILE
 from portside.blobs import StorageUrlInvalid, open_store
 from portside.blobs.store import BlobStore
+from portside.bootstrap import SESSION_KEY_FILE
 from portside.faults import BlobMissing, Unavailable
 from portside.metadata.database import (
     current_revision,
@@ -33,7 +36,7 @@ from portside.metadata.database import (
     make_engine,
     upgrade,
 )
-from portside.metadata.schema import blobs, metadata
+from portside.metadata.schema import accounts, blobs, metadata, server_keys
 
 # Not copied, and why (the summary and docs/storage.md say so too).
 SKIPPED_TABLES = {
@@ -130,7 +133,7 @@ def copy_installation(plan: Plan, progress: Progress | None = None) -> Summary:
             asyncio.run(_check_store(target_store, "destination"))
         if copy_rows:
             _migrate(target_database)
-            summary.tables = _copy_rows(plan.database_url, target_database, progress, fsync=plan.fsync)
+            summary.tables = _copy_rows(plan, target_database, progress)
             summary.skipped_tables = dict(SKIPPED_TABLES)
         else:
             summary.rows_note = "no --to-database: the rows stay in the installation's own database"
@@ -205,12 +208,14 @@ async def _close(*stores: BlobStore | None) -> None:
 # -- rows ------------------------------------------------------------------------------------------
 
 
-def _copy_rows(source_url: str, target_url: str, progress: Progress, *, fsync: bool) -> list[TableCopy]:
+def _copy_rows(plan: Plan, target_url: str, progress: Progress) -> list[TableCopy]:
     tables = [table for table in metadata.sorted_tables if table.name not in SKIPPED_TABLES]  # parents first
-    source, target = make_engine(source_url), make_engine(target_url, fsync=fsync)
+    source, target = make_engine(plan.database_url), make_engine(target_url, fsync=plan.fsync)
     copied: list[TableCopy] = []
     try:
         with source.connect() as read:  # one transaction: every table from the same moment
+            _refuse_keys_left_behind(read, plan.data_dir)
+            _refuse_another_installation(read, target)
             totals = {table.name: _count(read, table) for table in tables}
             progress.begin("rows", sum(totals.values()))
             try:
@@ -228,6 +233,34 @@ def _copy_rows(source_url: str, target_url: str, progress: Progress, *, fsync: b
         source.dispose()
         target.dispose()
     return copied
+
+
+def _refuse_keys_left_behind(read: Connection, data_dir: Path) -> None:
+    """A registry last served by a release that kept its signing keys in the data directory has them
+    moved into the database on its next start (bootstrap); copied before that, the copy would sign
+    with new keys and every token and cookie the installation issued would stop verifying."""
+    purposes = set(read.execute(select(server_keys.c.purpose).distinct()).scalars())
+    for purpose, name in ((keys.TOKEN, KEY_FILE), (keys.SESSION, SESSION_KEY_FILE)):
+        if purpose not in purposes and (data_dir / name).is_file():
+            raise CopyError(
+                f"the {purpose} key is still in {data_dir / name}: start the installation once with this "
+                "release (it moves its keys into the database), stop it, then copy"
+            )
+
+
+def _refuse_another_installation(read: Connection, target: Engine) -> None:
+    """Rows that are there already are passed over, which is right for an earlier run of this copy
+    and wrong for anything else: another installation's admin (id 1, say) would shadow this one's,
+    and its tokens with it. Accounts tell the two apart: the same id, name and creation time."""
+    columns = (accounts.c.id, accounts.c.name, accounts.c.created_at)
+    ours = set(read.execute(select(*columns)).tuples())
+    with target.connect() as conn:
+        theirs = set(conn.execute(select(*columns)).tuples())
+    if strangers := sorted(theirs - ours):
+        raise CopyError(
+            f"the destination database holds accounts this installation does not have ({strangers[0][1]!r}, "
+            "for one): copy into an empty database (only an interrupted copy of this one is resumed)"
+        )
 
 
 def _count(conn: Connection, table: Table) -> int:

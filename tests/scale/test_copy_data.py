@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -19,10 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
+from portside.access.accounts import create_user
 from portside.blobs import open_store
-from portside.metadata.schema import manifests, repositories, repository_blobs
+from portside.metadata.database import Database, head_revision, make_engine, upgrade
+from portside.metadata.schema import manifests, metadata, repositories, repository_blobs
 from tests.conftest import s3_env, s3_url
 from tests.support.blobs import Pushed, digest_of, image_manifest, push_blob, push_image, put_manifest
 from tests.support.postgres import PostgresCluster
@@ -123,7 +127,8 @@ def copy_data(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> 
     )
     COMMAND_LOG.parent.mkdir(parents=True, exist_ok=True)
     with COMMAND_LOG.open("a") as log:
-        log.write(f"$ {' '.join(command)}\nexit {result.returncode}\n{result.stdout}{result.stderr}\n")
+        shown = re.sub(r"://([^:/@]+):[^@]+@", r"://\1:***@", " ".join(command))  # the test cluster's password
+        log.write(f"$ {shown}\nexit {result.returncode}\n{result.stdout}{result.stderr}\n")
     return result
 
 
@@ -167,6 +172,53 @@ def test_the_summary_counts_every_row_and_blob(source: Source, copy: Copy) -> No
     assert copy.first["ok"] is True
 
 
+def test_a_rerun_resumes_and_copies_nothing_twice(source: Source, copy: Copy, monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["--to-database", copy.database_url, "--to-storage", copy.storage_url, "--json"]
+    again = _summary(copy_data(source.data_dir, *args, env=copy.env))
+    assert [t["copied"] for t in again["tables"]] == [0] * len(again["tables"])
+    assert again["blobs_copied"] == 0
+    assert again["blobs_present"] == copy.first["blobs_copied"]
+
+    # As if the first run had stopped before the big layer: a rerun copies that blob, and only it.
+    big = max(source.blobs.items(), key=lambda item: len(item[1]))
+    for name, value in copy.env.items():
+        monkeypatch.setenv(name, value)
+    asyncio.run(_delete_blob(copy.storage_url, big[0][1]))
+    resumed = _summary(copy_data(source.data_dir, *args, env=copy.env))
+    assert (resumed["blobs_copied"], resumed["bytes_copied"]) == (1, len(big[1]))
+    assert resumed["blobs_present"] == copy.first["blobs_copied"] - 1
+
+
+@pytest.mark.parametrize("phase", ["rows", "blobs"])
+def test_a_copy_killed_midway_completes_when_run_again(source: Source, tmp_path: Path, phase: str) -> None:
+    target = tmp_path / "target"
+    database_url = f"sqlite:///{target / 'portside.db'}"
+    args = ["--to-database", database_url, "--to-storage", f"file://{target}", "--json"]
+    command = [sys.executable, "-m", "portside", "copy-data", "--data-dir", str(source.data_dir), *args]
+    env = {**os.environ, **EMBEDDED}
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env) as process:
+        assert process.stderr is not None
+        seen = b""
+        while phase.encode() not in seen and process.poll() is None:  # its progress label: the phase has begun
+            seen += process.stderr.read(1)
+        process.kill()
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            before = {t.name: conn.scalar(select(func.count()).select_from(t)) for t in metadata.sorted_tables}
+    finally:
+        engine.dispose()
+    blobs_before = len(list((target / "blobs").glob("*/*/*")))
+
+    resumed = _summary(copy_data(source.data_dir, *args))
+    for table in resumed["tables"]:
+        assert table["copied"] == table["rows"] - before[table["table"]], table
+    distinct = len({digest for _, digest in source.blobs})
+    assert (resumed["blobs_present"], resumed["blobs_copied"]) == (blobs_before, distinct - blobs_before)
+    again = _summary(copy_data(source.data_dir, *args))
+    assert sum(table["copied"] for table in again["tables"]) + again["blobs_copied"] == 0
+
+
 def test_the_copy_serves_everything_to_the_old_credentials(
     source: Source, copy: Copy, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -204,23 +256,6 @@ def test_the_copy_serves_everything_to_the_old_credentials(
             push_image(admin, "acme/after-copy", "v1", seed="after")
 
 
-def test_a_rerun_resumes_and_copies_nothing_twice(source: Source, copy: Copy, monkeypatch: pytest.MonkeyPatch) -> None:
-    args = ["--to-database", copy.database_url, "--to-storage", copy.storage_url, "--json"]
-    again = _summary(copy_data(source.data_dir, *args, env=copy.env))
-    assert [t["copied"] for t in again["tables"]] == [0] * len(again["tables"])
-    assert again["blobs_copied"] == 0
-    assert again["blobs_present"] == copy.first["blobs_copied"]
-
-    # As if the first run had stopped before the big layer: a rerun copies that blob, and only it.
-    big = max(source.blobs.items(), key=lambda item: len(item[1]))
-    for name, value in copy.env.items():
-        monkeypatch.setenv(name, value)
-    asyncio.run(_delete_blob(copy.storage_url, big[0][1]))
-    resumed = _summary(copy_data(source.data_dir, *args, env=copy.env))
-    assert (resumed["blobs_copied"], resumed["bytes_copied"]) == (1, len(big[1]))
-    assert resumed["blobs_present"] == copy.first["blobs_copied"] - 1
-
-
 def test_a_corrupted_source_blob_is_refused(source: Source, tmp_path: Path) -> None:
     """sqlite -> sqlite and file -> file, on a copy of the source whose layer's bytes were changed."""
     corrupt = tmp_path / "corrupt"
@@ -241,10 +276,48 @@ def test_a_corrupted_source_blob_is_refused(source: Source, tmp_path: Path) -> N
     assert f"failed {digest}: digest mismatch" in text.stdout
 
 
+def test_another_installation_and_an_old_schema_are_refused(source: Source, tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    database_url = f"sqlite:///{target / 'portside.db'}"
+    upgrade(database_url)
+    db = Database(make_engine(database_url))
+    try:
+        db.write_sync(create_user, "someone-else")
+    finally:
+        db.close()
+    other = copy_data(source.data_dir, "--to-database", database_url)
+    assert other.returncode == 1, other.stderr
+    assert "holds accounts this installation does not have ('someone-else'" in other.stderr
+
+    old = tmp_path / "old"
+    shutil.copytree(source.data_dir, old)
+    with sqlite3.connect(old / "portside.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0009'")
+    behind = copy_data(old, "--to-database", f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert behind.returncode == 1, behind.stderr
+    assert "schema is at revision 0009" in behind.stderr
+    assert "run `portside migrate`" in behind.stderr
+
+    # Migrated but not served since the keys moved into the database: they are still in files.
+    with sqlite3.connect(old / "portside.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = ?", (head_revision(),))
+        conn.execute("DELETE FROM server_keys WHERE purpose = 'token'")
+    (old / "token-signing-key.pem").write_text("a key kept in the data directory")
+    unmoved = copy_data(old, "--to-database", f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert unmoved.returncode == 1, unmoved.stderr
+    assert "the token key is still in" in unmoved.stderr
+
+
 def test_unreachable_destinations_are_one_line(source: Source, tmp_path: Path) -> None:
     nowhere = f"127.0.0.1:{free_port()}"
     database = copy_data(source.data_dir, "--to-database", f"postgresql://portside:x@{nowhere}/portside")
-    storage = copy_data(source.data_dir, "--to-storage", f"s3://portside/p?endpoint=http://{nowhere}&region=us-east-1")
+    storage = copy_data(
+        source.data_dir,
+        "--to-storage",
+        f"s3://portside/p?endpoint=http://{nowhere}&region=us-east-1",
+        env={"AWS_ACCESS_KEY_ID": "PSNOWHERE", "AWS_SECRET_ACCESS_KEY": "not-a-secret"},
+    )
+    assert "cannot connect to" in storage.stderr
     for result, what in ((database, "destination database"), (storage, "destination blob storage")):
         assert result.returncode == 1, result.stderr
         assert result.stderr.startswith(f"error: the {what} cannot be used"), result.stderr

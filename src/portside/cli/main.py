@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -14,6 +14,9 @@ from typer.exceptions import TyperException
 
 from portside.cli import admin, lifecycle
 from portside.config import CONFIG_FILE_ENV, Settings
+
+if TYPE_CHECKING:
+    from portside.copy_data import Summary
 
 app = typer.Typer(
     help="Portside: a self-hosted container registry.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -197,21 +200,22 @@ class _ProgressBar:
             self._bar = None
 
 
-def _print_copy_summary(summary: Any) -> None:
+def _print_copy_summary(summary: Summary) -> None:
     if summary.rows_note:
         typer.echo(f"rows: {summary.rows_note}")
     else:
         width = max(len(name) for name in [t.table for t in summary.tables] + list(summary.skipped_tables))
-        typer.echo(f"{'TABLE':<{width}}  ROWS  COPIED")
+        digits = max(len("COPIED"), *(len(str(t.rows)) for t in summary.tables))
+        typer.echo(f"{'TABLE':<{width}}  {'ROWS':>{digits}}  {'COPIED':>{digits}}")
         for table in summary.tables:
-            typer.echo(f"{table.table:<{width}}  {table.rows:>4}  {table.copied:>6}")
+            typer.echo(f"{table.table:<{width}}  {table.rows:>{digits}}  {table.copied:>{digits}}")
         for name, reason in summary.skipped_tables.items():
             typer.echo(f"{name:<{width}}  skipped: {reason}")
     if summary.blobs_note:
         typer.echo(f"blobs: {summary.blobs_note}")
     else:
         typer.echo(
-            f"blobs: {summary.blobs_copied} copied ({summary.bytes_copied} bytes), "
+            f"blobs: {summary.blobs_copied} copied ({summary.bytes_copied / 1024**2:.1f} MiB), "
             f"{summary.blobs_present} already there, {len(summary.blob_failures)} failed"
         )
         for failure in summary.blob_failures:
