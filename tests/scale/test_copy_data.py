@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -189,8 +190,12 @@ def test_a_rerun_resumes_and_copies_nothing_twice(source: Source, copy: Copy, mo
     assert resumed["blobs_present"] == copy.first["blobs_copied"] - 1
 
 
-@pytest.mark.parametrize("phase", ["rows", "blobs"])
-def test_a_copy_killed_midway_completes_when_run_again(source: Source, tmp_path: Path, phase: str) -> None:
+@pytest.mark.parametrize(
+    ("phase", "sig"), [("rows", signal.SIGKILL), ("blobs", signal.SIGKILL), ("blobs", signal.SIGINT)]
+)
+def test_a_copy_killed_midway_completes_when_run_again(
+    source: Source, tmp_path: Path, phase: str, sig: signal.Signals
+) -> None:
     target = tmp_path / "target"
     database_url = f"sqlite:///{target / 'portside.db'}"
     args = ["--to-database", database_url, "--to-storage", f"file://{target}", "--json"]
@@ -201,7 +206,12 @@ def test_a_copy_killed_midway_completes_when_run_again(source: Source, tmp_path:
         seen = b""
         while phase.encode() not in seen and process.poll() is None:  # its progress label: the phase has begun
             seen += process.stderr.read(1)
-        process.kill()
+        process.send_signal(sig)
+        process.wait(timeout=30)
+        said = process.stderr.read().decode()
+    if sig == signal.SIGINT and process.returncode != 0:  # (unless it had finished already)
+        assert process.returncode == 1
+        assert said.strip().endswith("error: interrupted; run the same command again to resume"), said
     engine = make_engine(database_url)
     try:
         with engine.connect() as conn:

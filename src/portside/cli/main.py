@@ -173,6 +173,9 @@ def copy_data(
     except CopyError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("\nerror: interrupted; run the same command again to resume", err=True)
+        raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(summary.as_dict(), indent=2))
     else:
