@@ -286,6 +286,19 @@ def test_a_corrupted_source_blob_is_refused(source: Source, tmp_path: Path) -> N
     assert f"failed {digest}: digest mismatch" in text.stdout
 
 
+def test_either_half_alone(source: Source, tmp_path: Path) -> None:
+    """An omitted destination is the installation's own: that half is not copied."""
+    rows = _summary(copy_data(source.data_dir, "--to-database", f"sqlite:///{tmp_path / 'rows.db'}", "--json"))
+    assert rows["blobs_note"] and rows["blobs_copied"] == 0
+    assert all(t["copied"] == t["rows"] for t in rows["tables"])
+    stored = _summary(copy_data(source.data_dir, "--to-storage", f"file://{tmp_path / 'blobs'}", "--json"))
+    assert stored["rows_note"] and stored["tables"] == []
+    assert stored["blobs_copied"] == len({digest for _, digest in source.blobs})
+    itself = copy_data(source.data_dir, "--to-storage", f"file://{source.data_dir}")
+    assert itself.returncode == 1
+    assert "names the installation's own blob storage" in itself.stderr
+
+
 def test_another_installation_and_an_old_schema_are_refused(source: Source, tmp_path: Path) -> None:
     target = tmp_path / "target"
     database_url = f"sqlite:///{target / 'portside.db'}"
