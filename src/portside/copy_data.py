@@ -41,6 +41,7 @@ from portside.metadata.schema import accounts, blobs, metadata, server_keys
 # Not copied, and why (the summary and docs/storage.md say so too).
 SKIPPED_TABLES = {
     "uploads": "uploads in progress are partial bytes in the old blob store; clients start them again",
+    "blob_deletions": "garbage collection's journal of bytes it is deleting from the old blob store",
 }
 ROW_BATCH = 500
 PAYLOAD_ROW_BATCH = 20  # rows with a binary column: a manifest's payload can be megabytes
@@ -279,8 +280,11 @@ def _copy_table(read: Connection, target: Engine, table: Table, progress: Progre
     insert = dialect_insert(target.dialect.name, table).on_conflict_do_nothing()
     ordered = select(table).order_by(*table.primary_key.columns)
     for rows in read.execution_options(yield_per=batch).execute(ordered).partitions():
+        values = [row._asdict() for row in rows]
+        if table is blobs:  # every blob is copied to its content address (_copy_blob), wherever it was
+            values = [{**value, "location": None} for value in values]
         with target.begin() as write:  # committed batch by batch, so an interruption keeps what was done
-            write.execute(insert, [row._asdict() for row in rows])
+            write.execute(insert, values)
         progress.advance(len(rows))
 
 
@@ -310,6 +314,9 @@ class _Mismatch(Exception):
     pass
 
 
+_Blob = tuple[str, int, str | None]  # digest, size, where the source keeps it (None: content address)
+
+
 async def _copy_blobs(
     database_url: str, source: BlobStore, target: BlobStore, progress: Progress, summary: Summary
 ) -> None:
@@ -319,7 +326,7 @@ async def _copy_blobs(
     engine = make_engine(database_url)
     try:
         count, total = await asyncio.to_thread(_blob_totals, engine)
-        queue: asyncio.Queue[tuple[str, int] | None] = asyncio.Queue(maxsize=4 * BLOB_WORKERS)
+        queue: asyncio.Queue[_Blob | None] = asyncio.Queue(maxsize=4 * BLOB_WORKERS)
         progress.begin(f"blobs ({count}, {total / 1024**2:.1f} MiB)", total)
         try:
             async with asyncio.TaskGroup() as group:
@@ -346,11 +353,11 @@ def _blob_totals(engine: Engine) -> tuple[int, int]:
     return int(count), int(total)
 
 
-async def _list_blobs(engine: Engine, queue: asyncio.Queue[tuple[str, int] | None]) -> None:
-    def page(after: str) -> list[tuple[str, int]]:
+async def _list_blobs(engine: Engine, queue: asyncio.Queue[_Blob | None]) -> None:
+    def page(after: str) -> list[_Blob]:
         with engine.connect() as conn:
-            query = select(blobs.c.digest, blobs.c.size).where(blobs.c.digest > after)
-            return [(d, s) for d, s in conn.execute(query.order_by(blobs.c.digest).limit(BLOB_PAGE))]
+            query = select(blobs.c.digest, blobs.c.size, blobs.c.location).where(blobs.c.digest > after)
+            return [(d, s, loc) for d, s, loc in conn.execute(query.order_by(blobs.c.digest).limit(BLOB_PAGE))]
 
     after = ""
     while rows := await asyncio.to_thread(page, after):
@@ -362,16 +369,16 @@ async def _list_blobs(engine: Engine, queue: asyncio.Queue[tuple[str, int] | Non
 
 
 async def _blob_worker(
-    queue: asyncio.Queue[tuple[str, int] | None],
+    queue: asyncio.Queue[_Blob | None],
     source: BlobStore,
     target: BlobStore,
     progress: Progress,
     summary: Summary,
 ) -> None:
     while (item := await queue.get()) is not None:
-        digest, size = item
+        digest, size, location = item
         try:
-            copied = await _copy_blob(source, target, digest, size, progress.advance)
+            copied = await _copy_blob(source, target, digest, size, location, progress.advance)
         except BlobMissing:
             summary.blob_failures.append(BlobFailure(digest, "its bytes are missing from the source storage"))
         except _Mismatch as mismatch:
@@ -386,7 +393,12 @@ async def _blob_worker(
 
 
 async def _copy_blob(
-    source: BlobStore, target: BlobStore, digest: str, size: int, advance: Callable[[int], None]
+    source: BlobStore,
+    target: BlobStore,
+    digest: str,
+    size: int,
+    location: str | None,
+    advance: Callable[[int], None],
 ) -> bool:
     """Stream one blob across, hashing on the way; it becomes visible in `target` only if the bytes
     hash to `digest`. False when `target` already held it."""
@@ -404,7 +416,7 @@ async def _copy_blob(
     writer = await target.open_upload(upload_id, state, 0, digest)
     received = 0
     try:
-        async for chunk in source.read(digest):
+        async for chunk in source.read(digest, location=location):
             hasher.update(chunk)
             received += len(chunk)
             await writer.write(memoryview(chunk))
@@ -412,7 +424,8 @@ async def _copy_blob(
         actual = f"{algorithm}:{hasher.hexdigest()}"
         if actual != digest or received != size:
             raise _Mismatch(f"digest mismatch: the source's {received} bytes hash to {actual} (recorded: {size} bytes)")
-        await writer.commit(digest, size)
+        if await writer.commit(digest, size) is not None:  # a known digest goes to its content address
+            raise AssertionError(f"{target.description} stored {digest} elsewhere than at its content address")
     except BaseException:
         await writer.abort()
         await target.delete_upload(upload_id, state)
