@@ -19,7 +19,7 @@ from portside.access import keys
 from portside.access.audit import events_since, record
 from portside.clock import now
 from portside.metadata.database import Database, make_engine, schema_behind, upgrade
-from portside.registry import gc
+from portside.registry import gc, immutable
 
 T = TypeVar("T")
 
@@ -487,6 +487,121 @@ def package_revoke(
     _write(config, data_dir, lambda c: acc.revoke(c, name, user=user, team=team))
     row = {"package": name, "kind": "user" if user else "team", "name": user or team, "role": None}
     _done(f"{user or team} no longer has a role on {name}", row, as_json)
+
+
+# -- immutable tags --------------------------------------------------------------------------------
+
+PatternsArgument = Annotated[
+    list[str] | None, typer.Argument(help="Shell-style patterns on tag names (quote them: 'v*'); none: show.")
+]
+ClearOption = Annotated[bool, typer.Option("--clear", help="Remove the patterns.")]
+
+
+def _rules(config: Path | None, data_dir: Path | None, fn: Callable[[Connection], T]) -> T:
+    try:
+        return _write(config, data_dir, fn)
+    except (immutable.InvalidPatterns, immutable.NotFound) as exc:
+        _fail(str(exc))
+        raise AssertionError from exc
+
+
+def _new_patterns(patterns: list[str] | None, clear: bool) -> tuple[str, ...] | None:
+    """The patterns to save (() clears), or None to only show them."""
+    if clear and patterns:
+        _fail("give patterns or --clear, not both")
+    if clear:
+        return ()
+    if not patterns:
+        return None
+    try:
+        return immutable.validate(patterns)
+    except immutable.InvalidPatterns as exc:
+        _fail(str(exc))
+        raise AssertionError from exc
+
+
+@package_app.command("immutable")
+def package_immutable(
+    name: str,
+    patterns: PatternsArgument = None,
+    clear: ClearOption = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make tags matching PATTERN... immutable in a package (they replace its owner's default); with
+    no pattern, show the package's patterns; --clear removes them (the owner's default applies again)."""
+    wanted = _new_patterns(patterns, clear)
+    if wanted is None:
+        setting = _rules(config, data_dir, lambda c: immutable.package_setting(c, name))
+    else:
+        setting = _rules(config, data_dir, lambda c: immutable.set_package_patterns(c, name, wanted))
+    row = {
+        "package": setting.package,
+        "patterns": list(setting.own or ()),
+        "owner_default": list(setting.default or ()),
+        "effective": list(setting.effective),
+        "effective_from": setting.source,
+    }
+    if as_json or wanted is None:
+        _print([row], as_json, "")
+    elif setting.effective:
+        typer.echo(f"tags of {name} matching {' '.join(setting.effective)} are immutable ({setting.source}'s rule)")
+    else:
+        typer.echo(f"no tag of {name} is immutable")
+
+
+def _owner_immutable(
+    owner: str,
+    kind: str,
+    patterns: list[str] | None,
+    clear: bool,
+    config: Path | None,
+    data_dir: Path | None,
+    as_json: bool,
+) -> None:
+    wanted = _new_patterns(patterns, clear)
+    if wanted is None:
+        found = _rules(config, data_dir, lambda c: immutable.owner_setting(c, owner, kind))
+    else:
+        found = _rules(config, data_dir, lambda c: immutable.set_owner_patterns(c, owner, wanted, kind=kind))
+    row = {"owner": found.owner, "type": found.kind, "patterns": list(found.patterns)}
+    if as_json or wanted is None:
+        _print([row], as_json, "")
+    elif found.patterns:
+        typer.echo(
+            f"tags matching {' '.join(found.patterns)} are immutable in every package of {owner} "
+            "that has no patterns of its own"
+        )
+    else:
+        typer.echo(f"{owner} has no default immutable tags")
+
+
+@org_app.command("immutable")
+def org_immutable(
+    org: str,
+    patterns: PatternsArgument = None,
+    clear: ClearOption = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The default immutable-tag patterns of every package of an organization (a package's own
+    patterns replace them); with no pattern, show them; --clear removes them."""
+    _owner_immutable(org, "org", patterns, clear, config, data_dir, as_json)
+
+
+@user_app.command("immutable")
+def user_immutable(
+    user: str,
+    patterns: PatternsArgument = None,
+    clear: ClearOption = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The default immutable-tag patterns of every package of a user; as `portside org immutable`."""
+    _owner_immutable(user, "user", patterns, clear, config, data_dir, as_json)
 
 
 @package_app.command("purge")

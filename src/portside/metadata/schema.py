@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Dialect,
@@ -313,4 +314,21 @@ chores = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("last_run_at", UtcDateTime(), nullable=False),
+)
+
+# Immutable tags: shell-style patterns (a JSON list) on tag names that, once a tag matching one
+# exists, may not move to another digest nor be removed. A row belongs to one package (its own
+# setting) or to one account (the default for every package of that user or organization); a
+# package's own row, when there is one, replaces the owner's. Read by every push by tag, in the
+# transaction that moves the tag, through the two unique indexes.
+immutable_tags = Table(
+    "immutable_tags",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), unique=True),
+    Column("owner_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), unique=True),
+    Column("patterns", Text, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    CheckConstraint("(repository_id IS NULL) <> (owner_id IS NULL)", name="ck_immutable_tags_one_subject"),
 )

@@ -19,12 +19,14 @@ from portside.clock import now
 from portside.metadata.database import Database
 from portside.metadata.schema import (
     blobs,
+    immutable_tags,
     manifest_references,
     manifests,
     repositories,
     repository_blobs,
     tags,
 )
+from portside.registry import immutable
 from portside.registry.errors import (
     BlobUnknown,
     DigestInvalid,
@@ -71,7 +73,9 @@ def _repository_id(conn: Connection, name: str) -> int | None:
 
 
 def hide_manifest(conn: Connection, repository_id: int, manifest_id: int, tag_names: list[str]) -> None:
-    """Delete a version the restorable way: hidden from pulls and lists, its tags kept to come back."""
+    """Delete a version the restorable way: hidden from pulls and lists, its tags kept to come back.
+    Refused (ImmutableTag) when one of its tags is immutable: every way of deleting a version passes here."""
+    immutable.refuse_version_deletion(conn, repository_id, manifest_id, tag_names)
     conn.execute(
         update(manifests)
         .where(manifests.c.id == manifest_id)
@@ -225,6 +229,27 @@ class Registry:
                 index_elements=["repository_id", "name"],
                 set_={"manifest_id": tag.excluded.manifest_id, "updated_at": tag.excluded.updated_at},
             )
+        )
+        # Immutable tags: a new one is only ever inserted (never overwritten by a concurrent push).
+        self._add_tag = db.query(tag.on_conflict_do_nothing(index_elements=["repository_id", "name"]))
+        self._tag_digest = db.query(
+            select(manifests.c.digest)
+            .select_from(tags.join(manifests, manifests.c.id == tags.c.manifest_id))
+            .where(tags.c.repository_id == repository_id, tags.c.name == name)
+        )
+        # What a push by tag reads before it moves the tag: the package's own immutable-tag
+        # patterns, its owner's default and the digest the tag has now. One query, by primary key
+        # and unique indexes.
+        own, default, current = immutable_tags.alias("own"), immutable_tags.alias("owner_default"), manifests.alias()
+        self._tag_rules = db.query(
+            select(own.c.patterns, default.c.patterns, current.c.digest)
+            .select_from(
+                repositories.outerjoin(own, own.c.repository_id == repositories.c.id)
+                .outerjoin(default, default.c.owner_id == repositories.c.owner_id)
+                .outerjoin(tags, and_(tags.c.repository_id == repositories.c.id, tags.c.name == name))
+                .outerjoin(current, current.c.id == tags.c.manifest_id)
+            )
+            .where(repositories.c.id == repository_id)
         )
         self._bump_tags_version = db.query(
             update(repositories)
@@ -429,8 +454,14 @@ class Registry:
         on_create: OnCreate | None,
     ) -> None:
         repository_id = self.ensure_repository(conn, name, on_create)
-        self._check_references(conn, repository_id, name, parsed)
         digest, at = str(parsed.digest), now()
+        pattern = current = None
+        if tag is not None:
+            own, default, current = self.db.rows(conn, self._tag_rules, repository_id=repository_id, name=tag)[0]
+            pattern = immutable.matching(immutable.parse(own) if own is not None else immutable.parse(default), tag)
+            if pattern is not None and current is not None and current != digest:
+                raise immutable.refuse_push(conn, repository_id, tag, pattern)
+        self._check_references(conn, repository_id, name, parsed)
         self.db.execute(conn, self._revive_manifest, repository_id=repository_id, digest=digest, at=at)
         if labels.any:
             self.db.execute(
@@ -467,9 +498,19 @@ class Registry:
             references += [(d, "manifest") for d in sorted(set(parsed.child_digests))]
             for reference, kind in references:
                 self.db.execute(conn, self._insert_reference, manifest_id=manifest_id, digest=reference, kind=kind)
-        if tag is not None:
+        if tag is None or (pattern is not None and current is not None):
+            return  # no tag, or an immutable tag pushed again with its digest: nothing changes
+        if pattern is None:
             self.db.execute(conn, self._set_tag, repository_id=repository_id, name=tag, manifest_id=manifest_id, at=at)
-            self.db.execute(conn, self._bump_tags_version, repository_id=repository_id)
+        elif not self.db.execute(
+            conn, self._add_tag, repository_id=repository_id, name=tag, manifest_id=manifest_id, at=at
+        ):
+            # A concurrent push created the tag after the read above (PostgreSQL; SQLite's one
+            # writer never gets here): the tag is immutable now, the same digest or nothing.
+            if self.db.rows(conn, self._tag_digest, repository_id=repository_id, name=tag)[0][0] != digest:
+                raise immutable.refuse_push(conn, repository_id, tag, pattern)
+            return
+        self.db.execute(conn, self._bump_tags_version, repository_id=repository_id)
 
     def _check_references(self, conn: Connection, repository_id: int, name: str, parsed: ParsedManifest) -> None:
         """Everything a manifest names must already be in its repository."""
@@ -507,6 +548,7 @@ class Registry:
                     delete(tags).where(tags.c.repository_id == repository_id, tags.c.name == ref)
                 ).rowcount:
                     return False
+                immutable.refuse_untag(conn, repository_id, ref)  # raising undoes the delete
                 self.db.execute(conn, self._bump_tags_version, repository_id=repository_id)
                 return True
             found = self.db.rows(conn, self._live_manifest_id, repository_id=repository_id, digest=str(ref))
