@@ -329,3 +329,17 @@ def test_concurrent_pushers_racing_a_collector_with_no_grace_never_lose_an_ackno
                     answer = client.get(f"/v2/{name}/blobs/{digest_of(blob)}")
                     assert answer.status_code == 200, f"{name}: a blob of acknowledged {digest} is gone"
                     assert answer.content == blob
+
+
+def test_an_immutable_tag_holds_its_version_against_permanent_deletion_too(patient: Server) -> None:
+    with patient.client() as client:
+        digest, _ = _image(client, "octo/gc-immutable", "v1", [os.urandom(2000)], seed="immutable")
+        rule = client.put("/api/v3/portside/packages/octo/gc-immutable/immutable-tags", json={"patterns": ["v*"]})
+        assert rule.status_code == 200, rule.text
+        version = _version_id(client, "octo/gc-immutable", digest)
+        refused = client.post("/api/v3/portside/packages/octo/gc-immutable/versions/purge", json={"ids": [version]})
+        assert refused.status_code == 403, refused.text
+        assert 'tag v1 of octo/gc-immutable is immutable (rule "v*"' in refused.json()["message"]
+        whole = client.delete("/api/v3/portside/packages/octo/gc-immutable", params={"permanent": "true"})
+        assert whole.status_code == 403, whole.text
+        assert client.get("/v2/octo/gc-immutable/manifests/v1").headers["docker-content-digest"] == digest

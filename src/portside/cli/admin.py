@@ -632,7 +632,11 @@ def package_purge(
         record(conn, "-", "package.purge_versions", name, {"versions": purged}, "cli")
         return {"package": name, "versions": len(purged), "ids": purged}
 
-    row = _write(config, data_dir, purge)
+    try:
+        row = _write(config, data_dir, purge)
+    except immutable.ImmutableTag as exc:
+        _fail(exc.message)
+        return
     what = "the package" if not version else f"{row['versions']} version{'s' * (row['versions'] != 1)}"
     _done(f"{name}: {what} deleted for good; run `portside gc` to remove the bytes now", row, as_json)
 

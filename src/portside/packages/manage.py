@@ -312,7 +312,10 @@ class Management:
             record(conn, actor.name or "-", "package.purge_versions", package, {"versions": purged})
             return purged
 
-        return await self.db.write(change)
+        try:
+            return await self.db.write(change)
+        except immutable.ImmutableTag as exc:
+            raise Forbidden(exc.message) from None
 
     async def purge_package(self, actor: Actor, package: str) -> int:
         """Delete a package for good with every version; the number of versions."""
@@ -323,7 +326,10 @@ class Management:
             record(conn, actor.name or "-", "package.purge", package, {"versions": count})
             return count
 
-        return await self.db.write(change)
+        try:
+            return await self.db.write(change)
+        except immutable.ImmutableTag as exc:
+            raise Forbidden(exc.message) from None
 
     # -- tokens --------------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from portside.metadata.schema import (
     repository_blobs,
     tags,
 )
+from portside.registry import immutable
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +271,9 @@ def purge_manifests(conn: Connection, repository_id: int, manifest_ids: Sequence
     ids = sorted(chosen)
     if not ids:
         return []
+    for manifest_id in ids:  # a tag the package's rules make immutable holds its version, for good too
+        names = list(conn.execute(select(tags.c.name).where(tags.c.manifest_id == manifest_id)).scalars())
+        immutable.refuse_version_deletion(conn, repository_id, manifest_id, names)
     freed = freed_by(conn, ids)
     tagged = conn.execute(select(func.count()).select_from(tags).where(tags.c.manifest_id.in_(ids))).scalar_one()
     conn.execute(delete(tags).where(tags.c.manifest_id.in_(ids)))
@@ -287,9 +291,9 @@ def purge_manifests(conn: Connection, repository_id: int, manifest_ids: Sequence
 
 def purge_package(conn: Connection, repository_id: int) -> int:
     """Delete a package for good with all of its versions; the number of versions."""
-    ids = [
-        int(row[0]) for row in conn.execute(select(manifests.c.id).where(manifests.c.repository_id == repository_id))
-    ]
+    immutable.refuse_package_deletion(conn, repository_id)
+    rows = conn.execute(select(manifests.c.id).where(manifests.c.repository_id == repository_id)).all()
+    ids = [int(row[0]) for row in rows]
     freed = freed_by(conn, ids) if ids else []
     conn.execute(delete(repositories).where(repositories.c.id == repository_id))  # cascades to the rest
     reclaim_now(conn, freed)

@@ -4,7 +4,7 @@ A table of its own, so that the migration only adds (a release before it keeps w
 new schema) and stands apart from other migrations of the same release.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 """
 
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ from alembic import op
 from portside.metadata.schema import UtcDateTime
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
