@@ -103,6 +103,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             asyncio.create_task(every(expiry, lambda: _expire(uploads), db=db, name="upload-expiry")),
             asyncio.create_task(every(600.0, collector.purge, db=db, name="restore-window-purge")),
             asyncio.create_task(every(settings.gc_interval_seconds, collector.run, db=db, name="garbage-collection")),
+            asyncio.create_task(
+                every(settings.retention_interval_seconds, management.scheduled_retention, db=db, name="retention")
+            ),
             # Each process's own: its counted pulls, its copy of the keys.
             asyncio.create_task(every(settings.download_flush_seconds, registry.flush_downloads)),
             asyncio.create_task(every(keys.RELOAD_SECONDS, access.reload_keys)),

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     gc_grace_seconds: int = Field(
         24 * 3600, ge=0, description="Garbage collection leaves a blob alone this long after its upload or mount."
     )
+    retention_interval_seconds: float = Field(
+        86400.0, gt=0, description="How often retention policies run on their own (once across a fleet)."
+    )
     gc_interval_seconds: float = Field(
         3600.0, gt=0, description="How often garbage collection runs in the background (once across a fleet)."
     )

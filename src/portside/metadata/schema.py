@@ -145,6 +145,7 @@ manifests = Table(
     Column("deleted_at", UtcDateTime()),
     Column("deleted_tags", Text),
     Column("downloads", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("last_pulled_at", UtcDateTime()),  # written with the download counts (retention keeps recent pulls)
     Column("description", String(512)),
     Column("source_url", String(2048)),
     Column("licenses", String(256)),
@@ -331,4 +332,17 @@ immutable_tags = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("updated_by", String(64), nullable=False),
     CheckConstraint("(repository_id IS NULL) <> (owner_id IS NULL)", name="ck_immutable_tags_one_subject"),
+)
+
+# A package's retention policy (repository_id), or an owner's default for its packages (owner_id).
+retention_policies = Table(
+    "retention_policies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), unique=True),
+    Column("owner_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), unique=True),
+    Column("policy", Text, nullable=False),  # JSON, as packages.retention.Policy.dump
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    CheckConstraint("(repository_id IS NULL) <> (owner_id IS NULL)", name="ck_retention_policies_one_subject"),
 )

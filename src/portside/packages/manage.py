@@ -10,6 +10,7 @@ about HTTP; refusals are `PackageError`s with the status they mean.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,11 +26,15 @@ from portside.access.service import Access
 from portside.clock import now
 from portside.metadata.database import Database
 from portside.metadata.schema import manifests, repositories, tags
+from portside.packages import retention
 from portside.packages.service import Conflict, Forbidden, NotFound, PackageError, Packages
 from portside.registry import gc, immutable
 
 T = TypeVar("T")
 MAX_BATCH = 100  # version ids in one batch deletion
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +240,10 @@ class Management:
         await self._allow(actor, package, Action.PULL, Action.MANAGE)
         return await self._rules(True, immutable.set_package_patterns, package, patterns, actor=actor.name or "-")
 
-    async def _owner_rules_allowed(self, actor: Actor, owner: str, kind: str, change: bool) -> None:
-        what = f"{'change' if change else 'see'} the immutable-tag default of {owner}"
+    async def _owner_rules_allowed(
+        self, actor: Actor, owner: str, kind: str, change: bool, setting: str = "the immutable-tag default"
+    ) -> None:
+        what = f"{'change' if change else 'see'} {setting} of {owner}"
         if kind == "org":
             if change:
                 await self._org_owner(actor, owner, what)
@@ -263,6 +270,85 @@ class Management:
         return await self._rules(
             True, immutable.set_owner_patterns, owner, patterns, kind=kind, actor=actor.name or "-"
         )
+
+    # -- retention -----------------------------------------------------------------------------
+
+    async def retention(self, actor: Actor, package: str) -> retention.Setting:
+        """A package's retention policy, its owner's default and the one that applies."""
+        await self._allow(actor, package, Action.PULL)
+        return await self._read(lambda conn: retention.setting(conn, _repository(conn, package)))
+
+    async def set_retention(self, actor: Actor, package: str, policy: retention.Policy | None) -> retention.Setting:
+        """Set (None: remove) a package's own policy; it replaces the owner's default."""
+        await self._allow(actor, package, Action.PULL, Action.MANAGE)
+
+        def change(conn: Connection) -> retention.Setting:
+            repository_id = _repository(conn, package)
+            retention.save(conn, repository_id=repository_id, owner_id=None, policy=policy, actor=actor.name or "-")
+            detail = {"policy": policy.as_json() if policy else None}
+            record(conn, actor.name or "-", "package.retention_set", package, detail)
+            return retention.setting(conn, repository_id)
+
+        return await self.db.write(change)
+
+    async def owner_retention(self, actor: Actor, owner: str, kind: str) -> retention.Policy | None:
+        await self._owner_rules_allowed(actor, owner, kind, False, "the retention default")
+        account = await self._read(acc.get_account, owner, kind)
+        return await self._read(retention.owner_policy, account.id)
+
+    async def set_owner_retention(
+        self, actor: Actor, owner: str, kind: str, policy: retention.Policy | None
+    ) -> retention.Policy | None:
+        """The default policy of every package of the owner that has none of its own."""
+        await self._owner_rules_allowed(actor, owner, kind, True, "the retention default")
+        account = await self._read(acc.get_account, owner, kind)
+
+        def change(conn: Connection) -> retention.Policy | None:
+            retention.save(conn, repository_id=None, owner_id=account.id, policy=policy, actor=actor.name or "-")
+            detail = {"policy": policy.as_json() if policy else None}
+            record(conn, actor.name or "-", f"{kind}.retention_set", owner, detail)
+            return retention.owner_policy(conn, account.id)
+
+        return await self.db.write(change)
+
+    async def run_retention(self, actor: Actor, package: str, *, dry_run: bool) -> list[retention.Decision]:
+        """What the package's policy deletes and keeps, with reasons; unless `dry_run`, delete it
+        now (restorable for the restore window) and audit the run."""
+        if dry_run:
+            await self._allow(actor, package, Action.PULL)
+        else:
+            await self._allow(actor, package, Action.PULL, Action.DELETE)
+
+        def change(conn: Connection) -> list[retention.Decision]:
+            return run_policy(conn, _repository(conn, package), actor.name or "-", dry_run=dry_run, explicit=True)
+
+        try:
+            if dry_run:
+                return await self._read(change)
+            return await self.db.write(change)
+        except immutable.ImmutableTag as exc:
+            raise Forbidden(exc.message) from None
+
+    async def scheduled_retention(self) -> int:
+        """Every package's enabled policy, one package per transaction (a chore, once across a
+        fleet); the number of versions deleted."""
+        deleted = 0
+        for repository_id in await self._read(retention.governed):
+
+            def change(conn: Connection, repository_id: int = repository_id) -> int:
+                policy = retention.setting(conn, repository_id).effective
+                if policy is None or not policy.enabled:
+                    return 0
+                decisions = run_policy(conn, repository_id, "retention", dry_run=False, explicit=False)
+                return sum(d.delete for d in decisions)
+
+            try:
+                deleted += await self.db.write(change)
+            except (PackageError, immutable.ImmutableTag) as exc:  # one package's trouble stops no other
+                log.warning("retention of package %d skipped: %s", repository_id, exc)
+        if deleted:
+            log.info("retention deleted %d versions (restorable for the restore window)", deleted)
+        return deleted
 
     async def delete_versions(self, actor: Actor, package: str, ids: list[int], *, force: bool) -> BatchResult:
         """Delete many versions, each as `Packages.delete_version` does. A version that a live
@@ -585,3 +671,25 @@ def _repository(conn: Connection, package: str) -> int:
     if found is None:
         raise NotFound(f"package {package} not found")
     return found
+
+
+def run_policy(
+    conn: Connection, repository_id: int, actor: str, *, dry_run: bool, explicit: bool
+) -> list[retention.Decision]:
+    """Run the package's effective policy (a disabled one only when asked for by name, and then only
+    as a preview); audited unless `dry_run`."""
+    found = retention.setting(conn, repository_id)
+    policy = found.effective
+    if policy is None:
+        raise NotFound(
+            f"{found.package} has no retention policy; set one with PUT "
+            f"/api/v3/portside/packages/{found.package}/retention (or a default for its owner)"
+        )
+    if not policy.enabled and not dry_run:
+        raise Conflict(f"the retention policy of {found.package} is disabled; enable it to run it, or preview it")
+    decisions = retention.apply(conn, repository_id, policy, dry_run=dry_run, at=now())
+    if not dry_run:
+        deleted = sum(d.delete for d in decisions)
+        detail = {"deleted": deleted, "kept": len(decisions) - deleted, "scheduled": not explicit}
+        record(conn, actor, "package.retention_run", found.package, detail)
+    return decisions

@@ -127,6 +127,11 @@ def _setting(conn: Connection, repository_id: int) -> Setting:
     return Setting(row[0].split("@", 1)[0], parse(row[1]), parse(row[2]), row[3] or "user")
 
 
+def package_rules(conn: Connection, repository_id: int) -> tuple[str, ...]:
+    """The patterns that hold the package's tags (its own, else its owner's default)."""
+    return _setting(conn, repository_id).effective
+
+
 def _live_package(conn: Connection, package: str) -> int:
     found = conn.execute(
         select(repositories.c.id).where(repositories.c.name == package, repositories.c.deleted_at.is_(None))

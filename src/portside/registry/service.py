@@ -194,7 +194,7 @@ class Registry:
                 manifests.c.repository_id
                 == select(repositories.c.id).where(repositories.c.name == name).scalar_subquery(),
             )
-            .values(downloads=manifests.c.downloads + bindparam("count"))
+            .values(downloads=manifests.c.downloads + bindparam("count"), last_pulled_at=at)
         )
         self._insert_manifest = db.query(
             db.insert(manifests)
@@ -407,8 +407,9 @@ class Registry:
         pending, self._downloads = self._downloads, Counter()
 
         def change(conn: Connection) -> None:
+            at = now()  # within one flush interval of the pulls: what retention's pull window needs
             for (name, digest), count in pending.items():
-                self.db.execute(conn, self._count_downloads, name=name, digest=digest, count=count)
+                self.db.execute(conn, self._count_downloads, name=name, digest=digest, count=count, at=at)
 
         await self.db.write(change)
 

@@ -22,6 +22,7 @@ from portside.access.policy import VISIBILITIES, Actor
 from portside.clock import now
 from portside.http.api import render
 from portside.http.api.routes import ApiError, PackagesApi, _answer
+from portside.packages import retention
 from portside.packages.manage import MAX_BATCH, Collaborator, Management
 from portside.registry import immutable
 
@@ -48,6 +49,9 @@ class ManageApi:
             route(package + "/collaborators/teams/{team}", self.team_collaborator, "PUT", "DELETE"),
             route(package + "/collaborators", self.collaborators, "GET"),
             route(package + "/immutable-tags", self.package_immutable_tags, "GET", "PUT"),
+            route(package + "/retention/preview", self.retention_run, "POST"),
+            route(package + "/retention/run", self.retention_run, "POST"),
+            route(package + "/retention", self.package_retention, "GET", "PUT", "DELETE"),
             route(package + "/tags/{tag}", self.untag, "DELETE"),
             route(package + "/versions/delete", self.delete_versions, "POST"),
             route(package + "/versions/purge", self.purge_versions, "POST"),
@@ -58,10 +62,12 @@ class ManageApi:
             route(PREFIX + "/users/{username}", self.delete_user, "DELETE"),
             route(PREFIX + "/users/{username}/tokens", self.user_tokens, "GET"),
             route(PREFIX + "/users/{username}/immutable-tags", self.owner_immutable_tags, "GET", "PUT"),
+            route(PREFIX + "/users/{username}/retention", self.owner_retention, "GET", "PUT", "DELETE"),
             route(PREFIX + "/users/{username}/tokens/{token_id:int}", self.revoke_token, "DELETE"),
             route(PREFIX + "/orgs", self.orgs, "GET", "POST"),
             route(org, self.org_settings, "PATCH"),
             route(org + "/immutable-tags", self.owner_immutable_tags, "GET", "PUT"),
+            route(org + "/retention", self.owner_retention, "GET", "PUT", "DELETE"),
             route(org + "/members", self.members, "GET"),
             route(org + "/members/{username}", self.member, "PUT", "DELETE"),
             route(org + "/teams", self.teams, "GET", "POST"),
@@ -141,6 +147,40 @@ class ManageApi:
         ids = _version_ids(body, expected)
         purged = await self.manage.purge_versions(actor, name, list(dict.fromkeys(ids)))
         return JSONResponse({"purged": purged})
+
+    # -- retention -----------------------------------------------------------------------------
+
+    async def package_retention(self, request: Request) -> Response:
+        actor, name = await self._package(request)
+        if request.method == "GET":
+            return JSONResponse((await self.manage.retention(actor, name)).as_json())
+        policy = None if request.method == "DELETE" else await _policy(request)
+        return JSONResponse((await self.manage.set_retention(actor, name, policy)).as_json())
+
+    async def owner_retention(self, request: Request) -> Response:
+        actor = await self._actor(request)
+        params = request.path_params
+        owner, kind = (params["org"], "org") if "org" in params else (params["username"], "user")
+        if request.method == "GET":
+            found = await self.manage.owner_retention(actor, owner, kind)
+        else:
+            policy = None if request.method == "DELETE" else await _policy(request)
+            found = await self.manage.set_owner_retention(actor, owner, kind, policy)
+        return JSONResponse({"owner": owner, "type": kind, "policy": found.as_json() if found else None})
+
+    async def retention_run(self, request: Request) -> Response:
+        actor, name = await self._package(request)
+        dry_run = request.url.path.endswith("/preview")
+        decisions = await self.manage.run_retention(actor, name, dry_run=dry_run)
+        body: dict[str, Any] = {
+            "package": name,
+            "dry_run": dry_run,
+            "delete": [d.as_json() for d in decisions if d.delete],
+            "keep": [d.as_json() for d in decisions if not d.delete],
+        }
+        if not dry_run:
+            body["deleted"] = len(body["delete"])
+        return JSONResponse(body)
 
     # -- immutable tags ------------------------------------------------------------------------
 
@@ -302,6 +342,18 @@ async def _object(request: Request, expected: str, *fields: str) -> dict[str, An
     if unknown:
         raise ApiError(400, f"Invalid request: unknown field {', '.join(unknown)}; send {expected}")
     return body
+
+
+async def _policy(request: Request) -> retention.Policy:
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, f"Problems parsing JSON: send a JSON object, {retention.EXAMPLE}") from None
+    try:
+        return retention.parse(body)
+    except retention.InvalidPolicy as exc:
+        raise ApiError(400, f"Invalid request: {exc}") from None
 
 
 async def _patterns(request: Request) -> tuple[str, ...]:

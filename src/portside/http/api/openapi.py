@@ -144,6 +144,49 @@ _TIME = {"type": ["string", "null"], "format": "date-time"}
 _STRINGS = {"type": "array", "items": STRING}
 
 MANAGE_SCHEMAS: dict[str, Any] = {
+    "RetentionPolicy": {
+        "type": ["object", "null"],
+        "properties": {
+            "enabled": {"type": "boolean"},
+            "keep_last_tagged": {"type": ["integer", "null"], "minimum": 0},
+            "tag_pattern": STRING,
+            "protected_tags": _STRINGS,
+            "delete_untagged_after_days": {"type": ["integer", "null"], "minimum": 0},
+            "keep_pulled_within_days": {"type": ["integer", "null"], "minimum": 0},
+        },
+    },
+    "Retention": {
+        "type": "object",
+        "required": ["package", "policy", "owner_default", "effective", "effective_from"],
+        "properties": {
+            "package": STRING,
+            "policy": _ref("RetentionPolicy"),
+            "owner_default": _ref("RetentionPolicy"),
+            "effective": _ref("RetentionPolicy"),
+            "effective_from": {"type": "string", "enum": ["package", "owner", "none"]},
+        },
+    },
+    "OwnerRetention": {
+        "type": "object",
+        "required": ["owner", "type", "policy"],
+        "properties": {"owner": STRING, "type": STRING, "policy": _ref("RetentionPolicy")},
+    },
+    "RetentionRun": {
+        "type": "object",
+        "required": ["package", "dry_run", "delete", "keep"],
+        "properties": {
+            "package": STRING,
+            "dry_run": {"type": "boolean"},
+            "deleted": INTEGER,
+            "delete": {"type": "array", "items": _ref("RetentionDecision")},
+            "keep": {"type": "array", "items": _ref("RetentionDecision")},
+        },
+    },
+    "RetentionDecision": {
+        "type": "object",
+        "required": ["id", "digest", "tags", "reason"],
+        "properties": {"id": INTEGER, "digest": STRING, "tags": _STRINGS, "reason": STRING},
+    },
     "ImmutableTags": {
         "type": "object",
         "required": ["package", "patterns", "owner_default", "effective", "effective_from"],
@@ -374,6 +417,7 @@ def manage_paths() -> dict[str, Any]:
     token_id = _param("token_id", "path", INTEGER)
     team = _param("team", "path", STRING, "a team of the package's organization")
     admin_write = "Package admin; write:packages."
+    retention_body = {**_ref("RetentionPolicy"), "description": "every field optional; unknown fields refused"}
     patterns_body = _body(
         ["patterns"],
         patterns={
@@ -458,6 +502,43 @@ def manage_paths() -> dict[str, Any]:
                 patterns_body,
             ),
         },
+        f"{package}/retention": {
+            "get": _manage(
+                "A package's retention policy: its own, its owner's default, the one that applies",
+                "Anyone who may pull the package; read:packages.",
+                {"200": _response("OK", _ref("Retention"))},
+                one,
+            ),
+            "put": _manage(
+                "Set a package's retention policy (it replaces the owner's default)",
+                admin_write,
+                {"200": _response("OK", _ref("Retention"))},
+                one,
+                retention_body,
+            ),
+            "delete": _manage(
+                "Remove a package's own retention policy (the owner's default applies again)",
+                admin_write,
+                {"200": _response("OK", _ref("Retention"))},
+                one,
+            ),
+        },
+        f"{package}/retention/preview": {
+            "post": _manage(
+                "What the retention policy would delete and keep now, each with the reason",
+                "Anyone who may pull the package; read:packages.",
+                {"200": _response("OK", _ref("RetentionRun"))},
+                one,
+            )
+        },
+        f"{package}/retention/run": {
+            "post": _manage(
+                "Run the retention policy now (deletions are restorable for the restore window)",
+                "Package admin; read:packages and delete:packages.",
+                {"200": _response("OK", _ref("RetentionRun"))},
+                one,
+            )
+        },
         f"{package}/tags/{{tag}}": {
             "delete": _manage(
                 "Remove a tag (the version stays)",
@@ -531,6 +612,20 @@ def manage_paths() -> dict[str, Any]:
                 [username],
             )
         },
+        "/portside/users/{username}/retention": {
+            method: _manage(
+                summary,
+                "The user themself or a site admin.",
+                {"200": _response("OK", _ref("OwnerRetention"))},
+                [username],
+                *([retention_body] if method == "put" else []),
+            )
+            for method, summary in (
+                ("get", "The retention default of every package of a user"),
+                ("put", "Set the retention default of every package of a user"),
+                ("delete", "Remove the retention default of a user"),
+            )
+        },
         "/portside/users/{username}/immutable-tags": {
             "get": _manage(
                 "The immutable-tag default of every package of a user",
@@ -591,6 +686,20 @@ def manage_paths() -> dict[str, Any]:
                         "items": {"type": "string", "enum": ["private", "internal", "public"]},
                     },
                 ),
+            )
+        },
+        f"{org}/retention": {
+            method: _manage(
+                summary,
+                who,
+                {"200": _response("OK", _ref("OwnerRetention"))},
+                [org_param],
+                *([retention_body] if method == "put" else []),
+            )
+            for method, summary, who in (
+                ("get", "The retention default of every package of an organization", "Organization member."),
+                ("put", "Set the retention default of every package of an organization", "Organization owner."),
+                ("delete", "Remove the retention default of an organization", "Organization owner."),
             )
         },
         f"{org}/immutable-tags": {
