@@ -575,3 +575,33 @@ def test_immutable_tags_are_set_shown_and_refused_from_the_settings_page(world: 
         assert f"No tag of {name} is immutable." in text_of(olga.get(settings).text)
     with world.browser("rita") as rita:  # a reader: the settings page, and so the form, is not hers
         assert rita.get(settings).status_code == 403
+
+
+def test_the_retention_policy_is_set_and_removed_on_the_settings_page(world: World) -> None:
+    name = world.package("alice", "kept", "public")
+    settings = web(name, "/settings")
+    with world.browser("alice") as alice:
+        page = alice.get(settings).text
+        assert "No retention policy applies: nothing is deleted on its own." in text_of(page)
+        bad = submit(alice, settings, settings + "/retention", enabled="on", keep_last_tagged="-2")
+        assert bad.status_code == 400
+        assert "keep_last_tagged must be a whole number" in _alert(bad.text)
+        saved = submit(
+            alice,
+            settings,
+            settings + "/retention",
+            enabled="on",
+            keep_last_tagged="5",
+            tag_pattern="v*",
+            protected_tags="latest, stable",
+            delete_untagged_after_days="7",
+            keep_pulled_within_days="",
+        )
+        assert saved.status_code == 303, saved.text
+        assert f"Saved the retention policy of {name}." in text_of(alice.get(settings).text)
+        assert "This package has a policy of its own." in text_of(alice.get(settings).text)
+        removed = submit(alice, settings, settings + "/retention", remove="yes")
+        assert removed.status_code == 303
+        assert "No retention policy applies" in text_of(alice.get(settings).text)
+    with world.browser("bob") as bob:
+        assert bob.get(settings).status_code == 403

@@ -1,4 +1,4 @@
-"""Package settings: visibility, access, immutable tags, deletion and restore of packages and versions.
+"""Package settings: visibility, access, immutable tags, retention, deletion and restore of packages and versions.
 
 Every decision is the services': `Management` and `Packages` ask the one decision function and refuse
 with a reason, which these pages show. A package the viewer may not read is the same 404 page as one
@@ -30,6 +30,7 @@ from portside.http.web.site import (
     pager,
     sentence,
 )
+from portside.packages import retention
 from portside.packages.manage import Management
 from portside.packages.service import Conflict, Forbidden, NotFound, Owner, PackageError, PackageInfo, Packages
 from portside.registry import immutable
@@ -85,6 +86,7 @@ class PackageSettings:
                 Route(package + "/settings/collaborators", page(self.set_collaborator), methods=POST),
                 Route(package + "/settings/collaborators/remove", page(self.remove_collaborator), methods=POST),
                 Route(package + "/settings/immutable-tags", page(self.set_immutable_tags), methods=POST),
+                Route(package + "/settings/retention", page(self.set_retention), methods=POST),
                 Route(package + "/settings/delete", page(self.delete), methods=POST),
                 Route(package + "/settings/purge", page(self.purge), methods=POST),
                 Route(package + "/versions/{version_id:int}/delete", page(self.delete_version), methods=POST),
@@ -142,6 +144,7 @@ class PackageSettings:
                 f"To change its settings you need the admin role on it: ask {_whom(info.owner, info.full_name)}.",
             ) from None
         rules = await self.management.immutable_tags(actor, info.full_name)
+        kept = await self.management.retention(actor, info.full_name)
         allowed = await self.packages.visibilities(info.owner)
         # The current visibility stays on offer even when the owner no longer allows it.
         choices = [v for v in VISIBILITIES if v in allowed or v == info.visibility]
@@ -157,6 +160,7 @@ class PackageSettings:
             may_delete=await self.packages.can(actor, info.full_name, Action.DELETE),
             restore_days=self.packages.restore_window.days,
             deleted_path=deleted_packages_path(info.owner),
+            retention=kept,
             errors=errors or {},
             form=form or Form({}),
             roles=ROLES,
@@ -250,6 +254,40 @@ class PackageSettings:
             )
         else:
             message = f"No tag of {info.full_name} is immutable."
+        return self.site.done(request, _base(info) + "/settings", message)
+
+    async def set_retention(self, request: Request) -> Response:
+        """The package's own policy from the form's fields (empty numbers: not set); `remove` drops it."""
+        form, actor = await self._form(request, _requested(request, "/settings"))
+        info = await self._package(request, actor)
+        policy = None
+        if form.get("remove") != "yes":
+
+            def number(field: str) -> int | str | None:
+                text = form.get(field).strip()
+                return None if not text else int(text) if text.isdigit() else text
+
+            body = {
+                "enabled": form.get("enabled") == "on",
+                "keep_last_tagged": number("keep_last_tagged"),
+                "tag_pattern": form.get("tag_pattern").strip() or "*",
+                "protected_tags": form.get("protected_tags").replace(",", " ").split(),
+                "delete_untagged_after_days": number("delete_untagged_after_days"),
+                "keep_pulled_within_days": number("keep_pulled_within_days"),
+            }
+            try:
+                policy = retention.parse(body)
+            except retention.InvalidPolicy as exc:
+                return await self._invalid(request, actor, info, "retention", f"{exc}. Nothing was changed", form, 400)
+        try:
+            await self.management.set_retention(actor, info.full_name, policy)
+        except PackageError as exc:
+            return await self._invalid(request, actor, info, "retention", exc.message, form, exc.status)
+        message = (
+            f"Saved the retention policy of {info.full_name}."
+            if policy is not None
+            else f"Removed the retention policy of {info.full_name}."
+        )
         return self.site.done(request, _base(info) + "/settings", message)
 
     async def delete(self, request: Request) -> Response:
