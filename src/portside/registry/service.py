@@ -34,6 +34,7 @@ from portside.registry.errors import (
 )
 from portside.registry.labels import Labels, from_annotations, from_config
 from portside.registry.manifests import ParsedManifest, parse_manifest
+from portside.registry.quotas import Quotas
 from portside.registry.references import Digest, lookup_reference, parse_reference
 
 MAX_PAGE = 1000
@@ -51,6 +52,12 @@ class StoredManifest:
     media_type: str
     payload: bytes
     subject: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestPut:
+    parsed: ParsedManifest
+    quota_warning: str | None  # the owner is at its quota's warning threshold after this push
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +94,13 @@ def _require_repository(conn: Connection, name: str) -> int:
 
 
 class Registry:
-    def __init__(self, db: Database, store: BlobStore, *, max_manifest_bytes: int) -> None:
+    def __init__(
+        self, db: Database, store: BlobStore, *, max_manifest_bytes: int, quotas: Quotas | None = None
+    ) -> None:
         self.db = db
         self.store = store
         self.max_manifest_bytes = max_manifest_bytes
+        self.quotas = quotas or Quotas(db, default_bytes=None, warning_ratio=0.9)
         # The hot reads, prepared once (see metadata.database.Query).
         cols = (manifests.c.digest, manifests.c.media_type, manifests.c.payload, manifests.c.subject_digest)
         name, ref = bindparam("name"), bindparam("ref")
@@ -342,7 +352,7 @@ class Registry:
 
     async def put_manifest(
         self, name: str, reference: str, payload: bytes, content_type: str, on_create: OnCreate | None = None
-    ) -> ParsedManifest:
+    ) -> ManifestPut:
         if len(payload) > self.max_manifest_bytes:
             raise SizeInvalid(
                 f"manifest is {len(payload)} bytes; this registry accepts at most {self.max_manifest_bytes}",
@@ -357,8 +367,8 @@ class Registry:
                 detail={"expected": str(ref), "computed": str(parsed.digest)},
             )
         tag = None if isinstance(ref, Digest) else ref
-        await self.db.write(self._store_manifest, name, parsed, await self._labels(parsed), tag, on_create)
-        return parsed
+        warning = await self.db.write(self._store_manifest, name, parsed, await self._labels(parsed), tag, on_create)
+        return ManifestPut(parsed, warning)
 
     async def _labels(self, parsed: ParsedManifest) -> Labels:
         if parsed.config_digest is None:
@@ -374,9 +384,12 @@ class Registry:
         labels: Labels,
         tag: str | None,
         on_create: OnCreate | None,
-    ) -> None:
+    ) -> str | None:
+        """Record a pushed manifest; the quota warning to answer with, if any."""
         repository_id = self.ensure_repository(conn, name, on_create)
         self._check_references(conn, repository_id, name, parsed)
+        # Before this manifest's references exist: what it adds is what the owner does not count yet.
+        warning = self.quotas.check_push(conn, repository_id, parsed.blob_digests)
         digest, at = str(parsed.digest), now()
         self.db.execute(conn, self._revive_manifest, repository_id=repository_id, digest=digest, at=at)
         if labels.any:
@@ -417,6 +430,7 @@ class Registry:
         if tag is not None:
             self.db.execute(conn, self._set_tag, repository_id=repository_id, name=tag, manifest_id=manifest_id, at=at)
             self.db.execute(conn, self._bump_tags_version, repository_id=repository_id)
+        return warning
 
     def _check_references(self, conn: Connection, repository_id: int, name: str, parsed: ParsedManifest) -> None:
         """Everything a manifest names must already be in its repository."""
