@@ -19,14 +19,16 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Connection
+from sqlalchemy import Connection, update
 
 from portside.access import accounts
+from portside.metadata.schema import manifests
 from tests.http.helpers import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, assert_error, descriptor
 from tests.support.blobs import digest_of, push_blob
 from tests.support.github import assert_github_error as error
@@ -440,3 +442,31 @@ def test_the_site_default_applies_until_an_owner_has_its_own(tmp_path: Path) -> 
             usage = client.get(f"{P}/users/{admin_name}/usage").json()
             assert usage["quota_source"] == "owner"
             assert usage["used_bytes"] == sum(stored_blobs(client, {f"{admin_name}/big": ["v1"]}).values())
+
+
+def test_a_version_stops_counting_once_the_restore_window_purges_it(fresh_registry: Server) -> None:
+    server, user = fresh_registry, fresh_registry.admin[0]
+    name = f"{user}/app"
+    with server.client(event_hooks={"response": [no_server_error]}) as client:
+        assert push(client, name, "kept", layer_of(MiB, "kept")).status_code == 201
+        assert push(client, name, "gone", layer_of(2 * MiB, "gone")).status_code == 201
+        kept = stored_blobs(client, {name: ["kept"]})
+        digest = client.get(f"/v2/{name}/manifests/gone").headers["docker-content-digest"]
+        assert client.delete(f"/v2/{name}/manifests/{digest}").status_code == 202
+        usage = client.get(f"{P}/users/{user}/usage").json()
+        assert usage["used_bytes"] > sum(kept.values()) + 2 * MiB - 1  # deleted, restorable: counted
+
+    def long_ago(conn: Connection) -> None:  # deleted 31 days ago: past the 30-day window
+        conn.execute(
+            update(manifests)
+            .where(manifests.c.digest == digest)
+            .values(deleted_at=datetime.now(UTC) - timedelta(days=31))
+        )
+
+    server.write(long_ago)
+    server.stop()
+    server.start()  # the purge runs at start
+    with server.client(event_hooks={"response": [no_server_error]}) as client:
+        usage = client.get(f"{P}/users/{user}/usage").json()
+    assert usage["used_bytes"] == sum(kept.values())
+    assert [(p["versions"], p["deleted_versions"]) for p in usage["packages"]] == [(1, 0)]

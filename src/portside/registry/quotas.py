@@ -7,8 +7,8 @@ themselves live in the database, not the blob store, and are not counted. It is 
 indexed tables (docs/lifecycle.md has its plan and cost), so there is no counter to keep right.
 
 The check runs inside the push's write transaction, before the manifest's references are written.
-On PostgreSQL the owner's account row is locked first (SELECT ... FOR UPDATE), so two pushes to one
-owner near its limit are decided one after the other; SQLite has one writer at a time anyway.
+On PostgreSQL the owner's account row is locked first (SELECT ... FOR NO KEY UPDATE), so two pushes
+to one owner near its limit are decided one after the other; SQLite has one writer at a time anyway.
 """
 
 from __future__ import annotations
@@ -144,8 +144,13 @@ class Quotas:
             .select_from(repositories.join(accounts, accounts.c.id == repositories.c.owner_id))
             .where(repositories.c.id == bindparam("repository_id"))
         )
+        # FOR NO KEY UPDATE: pushes to one owner wait for each other, but not for transactions that
+        # merely insert rows referring to the account (a token, a package: their foreign-key checks
+        # take KEY SHARE locks), so a push never deadlocks with one of those.
         self._lock_owner = db.query(
-            select(accounts.c.storage_quota_bytes).where(accounts.c.id == bindparam("owner_id")).with_for_update()
+            select(accounts.c.storage_quota_bytes)
+            .where(accounts.c.id == bindparam("owner_id"))
+            .with_for_update(key_share=True)
         )
         self._used = db.query(used_bytes_query(bindparam("owner_id")))
 
