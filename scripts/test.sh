@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything the tests need (Debian packages for the real clients, the browser tests,
-# PostgreSQL and nginx, Python packages, axe-core from npm), then runs the linter and the whole suite.
+# PostgreSQL, nginx and the container image's test; Python packages, axe-core from npm), then runs the
+# linter and the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(skopeo podman buildah docker.io busybox-static uidmap chromium postgresql nginx)
+DEBIAN_PACKAGES=(skopeo podman buildah docker.io busybox-static uidmap chromium postgresql nginx debootstrap iproute2)
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -46,7 +47,7 @@ done
 S3_HTTP=(tests/http/test_blobs.py tests/http/test_uploads.py tests/http/test_durability.py
     tests/http/test_concurrency.py tests/http/test_serving.py tests/http/test_manifests.py
     tests/http/test_referrers.py tests/http/test_tags_catalog.py tests/http/test_smoke.py
-    tests/http/test_errors.py tests/http/test_web_version_details.py)
+    tests/http/test_errors.py tests/http/test_web_version_details.py tests/http/test_gc.py)
 echo "== again on S3, downloads streamed by Portside: the HTTP tests that touch blob bytes"
 PORTSIDE_TEST_STORAGE=s3-stream .venv/bin/pytest "$@" "${S3_HTTP[@]}"
 echo "== again on S3: the real clients, downloads redirected to presigned URLs"
@@ -60,4 +61,4 @@ exec env PORTSIDE_TEST_DATABASE=postgresql PORTSIDE_TEST_STORAGE=s3-stream .venv
     tests/http/test_smoke.py tests/http/test_manifests.py tests/http/test_tags_catalog.py \
     tests/http/test_uploads.py tests/http/test_blobs.py tests/http/test_token_auth.py \
     tests/http/test_access_matrix.py tests/http/test_packages_api.py tests/http/test_manage_api.py \
-    tests/http/test_web_pages.py tests/http/test_web_signin.py
+    tests/http/test_web_pages.py tests/http/test_web_signin.py tests/http/test_gc.py

@@ -45,6 +45,7 @@ from portside.packages.details import VersionDetails
 from portside.packages.manage import Management
 from portside.packages.service import Packages
 from portside.registry.errors import RegistryError
+from portside.registry.gc import GarbageCollector
 from portside.registry.quotas import Quotas
 from portside.registry.service import Registry
 from portside.registry.uploads import Uploads
@@ -78,6 +79,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     distribution = Distribution(registry, uploads, base_url, auth)
     token_service = TokenService(access, auth)
     packages = Packages(db, access, restore_days=settings.restore_days)
+    collector = GarbageCollector(
+        db, store, grace=timedelta(seconds=settings.gc_grace_seconds), restore_window=packages.restore_window
+    )
     packages_api = PackagesApi(packages, access, base_url)
     management = Management(db, access, packages, quotas)
     manage_api = ManageApi(packages_api, management)
@@ -94,12 +98,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        await packages.purge()  # what expired while the server was down
+        await collector.purge()  # what expired while the server was down
         expiry = max(1.0, min(settings.upload_ttl_seconds / 4, 600.0))
         tasks = [
             # Once across the fleet (chores.py): what every replica would otherwise repeat.
             asyncio.create_task(every(expiry, lambda: _expire(uploads), db=db, name="upload-expiry")),
-            asyncio.create_task(every(600.0, packages.purge, db=db, name="restore-window-purge")),
+            asyncio.create_task(every(600.0, collector.purge, db=db, name="restore-window-purge")),
+            asyncio.create_task(every(settings.gc_interval_seconds, collector.run, db=db, name="garbage-collection")),
             # Each process's own: its counted pulls, its copy of the keys.
             asyncio.create_task(every(settings.download_flush_seconds, registry.flush_downloads)),
             asyncio.create_task(every(keys.RELOAD_SECONDS, access.reload_keys)),

@@ -18,6 +18,7 @@ from portside.metadata.schema import accounts as accounts_table
 
 ADMIN = "admin"
 CREDENTIALS_FILE = "initial-admin-credentials"
+SESSION_KEY_FILE = "web-session-key"  # where a single machine kept its cookie key before the database did
 
 
 def bootstrap(settings: Settings) -> str | None:
@@ -29,7 +30,7 @@ def bootstrap(settings: Settings) -> str | None:
         # The keys a single machine kept in its data directory move into the database on first
         # start, so the tokens and cookies it issued stay valid; then every replica shares them.
         db.write_sync(keys.ensure, keys.TOKEN, keys.new_token_key, data_dir / KEY_FILE)
-        db.write_sync(keys.ensure, keys.SESSION, keys.new_session_key, data_dir / "web-session-key")
+        db.write_sync(keys.ensure, keys.SESSION, keys.new_session_key, data_dir / SESSION_KEY_FILE)
         token = db.write_sync(_create_admin, password)
     finally:
         db.close()
@@ -37,7 +38,9 @@ def bootstrap(settings: Settings) -> str | None:
         return None
     path = settings.data_dir.resolve() / CREDENTIALS_FILE
     _write_private(path, f"user: {ADMIN}\ntoken: {token}\npassword: {password}\n")
-    address = f"{settings.host}:{settings.port}"
+    # 0.0.0.0 (as in the container image) is where it listens, not an address to connect to.
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    address = f"{host}:{settings.port}"
     return (
         f"Created the site admin {ADMIN!r} (also in {path}):\n\n"
         f"    token:    {token}   (every package scope; for docker and the APIs)\n"

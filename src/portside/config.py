@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     storage_quota_warning: float = Field(
         0.9, gt=0, le=1, description="Share of a quota from which pushes and pages warn (0.9: at 90%)."
     )
+    gc_grace_seconds: int = Field(
+        24 * 3600, ge=0, description="Garbage collection leaves a blob alone this long after its upload or mount."
+    )
+    gc_interval_seconds: float = Field(
+        3600.0, gt=0, description="How often garbage collection runs in the background (once across a fleet)."
+    )
     download_flush_seconds: float = Field(5.0, gt=0, description="How often pull counts are written to the database.")
     fsync: bool = Field(True, description="fsync blobs and the database before acknowledging a write.")
     tls_cert: Path | None = Field(None, description="PEM certificate; serves HTTPS with tls_key.")

@@ -1,9 +1,21 @@
-"""Byte sizes as people write and read them: 10GiB, 500MB, 1.5TiB in; "10.2 GiB" out."""
+"""Byte counts as people read and write them: the pages, the CLI and error messages say sizes alike;
+10GiB, 500MB, 1.5TiB in (quotas)."""
 
 from __future__ import annotations
 
 import math
 import re
+
+
+def human_size(n: int) -> str:
+    """`512 B`, `3.4 KiB`, `12.0 MiB`, `1.5 GiB` (binary units, one decimal)."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
 
 UNITS = {
     "": 1,

@@ -225,7 +225,8 @@ def test_visibility_permissions_and_the_effect_on_anonymous_pulls(world: World) 
     error(
         world.call("PATCH", path, "rita", json=public),
         403,
-        f"rita has read access to {name}; changing its visibility or collaborators needs admin",
+        f"rita has read access to {name}; changing its settings (visibility, collaborators, immutable tags) "
+        "needs admin",
     )
     error(world.call("PATCH", path, "pete", "read", json=public), 403, "lacks the write:packages scope")
     error(world.call("PATCH", path, "olga", "read", json=public), 403, "lacks the write:packages scope")

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from portside.blobs.store import BlobStore
+from portside.registry.service import blob_location
 from tests.http.helpers import (
     UNKNOWN_DIGEST,
     assert_error,
@@ -165,6 +167,42 @@ def test_patch_streamed_with_transfer_encoding_chunked(client: httpx.Client, rep
     digest = digest_of(data)
     assert_created(client.put(upload, params={"digest": digest}), repo, digest)
     assert_blob(client, repo, data)
+
+
+def test_a_large_sha512_chunked_upload_is_read_back_once(client: httpx.Client, repo: str) -> None:
+    """The running hash is sha256: a digest of another algorithm reads the acknowledged bytes back
+    (on S3 from parts not yet completed) before the blob is committed."""
+    data = os.urandom(17 * 1024 * 1024 + 99)
+    upload = start_upload(client, repo)
+    assert client.patch(upload, content=data[: 9 * 1024 * 1024]).status_code == 202
+    assert client.patch(upload, content=data[9 * 1024 * 1024 :]).status_code == 202
+    digest = sha512_of(data)
+    assert_created(client.put(upload, params={"digest": digest}), repo, digest)
+    assert_blob(client, repo, data, digest)
+
+
+def test_the_same_blob_pushed_chunked_twice_keeps_one_copy(registry: Server, client: httpx.Client, repo: str) -> None:
+    """The second upload's commit finds the digest recorded: that row wins, and on a store that
+    kept this upload's bytes where its parts went (S3's chunked/<id>), they are deleted."""
+    data = os.urandom(9 * 1024 * 1024 + 7)
+    digest = digest_of(data)
+    uploads = []
+    for _ in range(2):
+        upload = start_upload(client, repo)
+        assert client.patch(upload, content=data).status_code == 202
+        assert_created(client.put(upload, params={"digest": digest}), repo, digest)
+        uploads.append(upload.rsplit("/", 1)[-1])
+    assert_blob(client, repo, data)
+    recorded = registry.read(blob_location, digest)
+
+    async def listed(store: BlobStore) -> list[str]:
+        return [location async for location in store.locations()]
+
+    locations = set(registry.store_call(listed))
+    if recorded is not None:
+        assert recorded == f"chunked/{uploads[0]}"
+        assert recorded in locations
+    assert f"chunked/{uploads[1]}" not in locations
 
 
 def test_patch_streamed_with_content_range(client: httpx.Client, repo: str) -> None:

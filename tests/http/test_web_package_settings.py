@@ -164,7 +164,7 @@ def test_an_admin_sees_every_section_and_the_package_page_links_to_it(world: Wor
         page = alice.get(web(name, "/settings"))
         assert page.status_code == 200, page.text
         text = text_of(page.text)
-        for heading in ("Change visibility", "Manage access", "Deleted versions", "Danger zone"):
+        for heading in ("Change visibility", "Manage access", "Immutable tags", "Deleted versions", "Danger zone"):
             assert f">{heading}</h2>" in page.text, heading
         # A user's package offers public and private, not internal (organizations only).
         assert 'value="public"' in page.text and 'value="private"' in page.text
@@ -276,6 +276,7 @@ def test_forms_without_the_csrf_token_change_nothing(world: World) -> None:
             (settings + "/visibility", {"visibility": "public", "confirm": name}),
             (settings + "/collaborators", {"kind": "user", "name": "bob", "role": "admin"}),
             (settings + "/collaborators/remove", {"kind": "user", "name": "rita"}),
+            (settings + "/immutable-tags", {"patterns": "v*"}),
             (settings + "/delete", {"confirm": name}),
             (web(name, f"/versions/{version_id}/delete"), {"force": "true"}),
         ]
@@ -292,6 +293,7 @@ def test_forms_without_the_csrf_token_change_nothing(world: World) -> None:
         assert response.status_code == 403
     assert world.visibility(name) == "private"
     assert world.collaborators(name) == {("user", "rita", "read")}
+    assert world.admin.get(f"/api/v3/portside/packages/{name}/immutable-tags").json()["effective"] == []
     assert world.pull(name, "v1", "alice") == 200
 
 
@@ -483,6 +485,30 @@ def test_delete_a_package_with_its_name_typed_then_restore_it(world: World) -> N
     assert world.tags(name) == ["v1"]
 
 
+def test_delete_a_package_permanently_with_its_name_typed(world: World) -> None:
+    name = world.package("alice", "leaked", "public")
+    settings = web(name, "/settings")
+    with world.browser("bob") as bob:  # reads public packages, but is not their admin
+        refused = submit(bob, package_page(name), settings + "/purge", confirm=name)
+        assert refused.status_code == 403, refused.text
+        assert "admin role" in text_of(refused.text), text_of(refused.text)[:500]
+    assert world.pull(name, "v1") == 200
+    with world.browser("alice") as alice:
+        page = alice.get(settings).text
+        assert "Delete this package permanently" in page and 'action="' + settings + '/purge"' in page
+        response = submit(alice, settings, settings + "/purge", confirm=name + "x")
+        assert response.status_code == 400
+        assert f"Type {name} exactly to confirm the permanent deletion. Nothing was deleted." in _alert(response.text)
+        assert world.pull(name, "v1") == 200
+
+        response = submit(alice, settings, settings + "/purge", confirm=name)
+        assert response.status_code == 303 and response.headers["location"] == "/users/alice/packages"
+        assert f"Deleted {name} permanently with its 1 version;" in text_of(alice.get("/users/alice/packages").text)
+        assert world.pull(name, "v1", "alice") == 404
+        listing = alice.get("/users/alice/settings/packages").text  # nothing to restore
+        assert name.split("/")[1] not in listing
+
+
 def test_restoring_a_package_whose_name_was_reused_shows_the_services_message(world: World) -> None:
     name = world.package("alice", "reused")
     with world.browser("alice") as alice:
@@ -509,3 +535,43 @@ def test_the_deleted_packages_page_is_for_those_who_may_restore(world: World) ->
         assert olga.get("/orgs/acme/settings/packages").status_code == 200
         assert 'href="/orgs/acme/settings/packages"' in olga.get("/orgs/acme/packages").text
     assert "settings/packages" not in world.http.get("/orgs/acme/packages").text
+
+
+def test_immutable_tags_are_set_shown_and_refused_from_the_settings_page(world: World) -> None:
+    name = world.package("acme", "immutable")
+    settings = web(name, "/settings")
+    rules = f"/api/v3/portside/packages/{name}/immutable-tags"
+    with world.browser("olga") as olga:
+        page = olga.get(settings)
+        assert ">Immutable tags</h2>" in page.text
+        assert f"No tag of {name} is immutable." in text_of(page.text)
+
+        bad = submit(olga, settings, settings + "/immutable-tags", patterns="v* no/slash")
+        assert bad.status_code == 400
+        assert 'pattern "no/slash" has a character a tag cannot have' in _alert(bad.text)
+        assert 'value="v* no/slash"' in bad.text  # what was typed stays, to correct it
+        assert world.admin.get(rules).json()["effective"] == []
+
+        response = submit(olga, settings, settings + "/immutable-tags", patterns="v*, release-?")
+        assert response.status_code == 303
+        page = olga.get(settings)
+        assert f"Tags of {name} matching v* release-? are immutable." in text_of(page.text)
+        assert 'value="v* release-?"' in page.text
+        assert world.admin.get(rules).json()["effective"] == ["v*", "release-?"]
+        moved = world.admin.put(
+            f"/v2/{name}/manifests/v1",
+            content=world.push(name, None).manifest,
+            headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        )
+        assert moved.status_code == 403 and "is immutable" in moved.text
+
+        # Deleting the package is refused with the rule's message, next to the form.
+        refused = submit(olga, settings, settings + "/delete", confirm=name)
+        assert refused.status_code == 403
+        assert f"tag v1 of {name} is immutable" in _alert(refused.text)
+        assert world.visibility(name) == "private"  # still there
+
+        assert submit(olga, settings, settings + "/immutable-tags", patterns="").status_code == 303
+        assert f"No tag of {name} is immutable." in text_of(olga.get(settings).text)
+    with world.browser("rita") as rita:  # a reader: the settings page, and so the form, is not hers
+        assert rita.get(settings).status_code == 403

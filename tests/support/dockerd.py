@@ -3,11 +3,15 @@
 It runs with its own data root, exec root, pidfile and unix socket under a temp dir, no iptables
 and no bridge (see /work/shared/reference/real-clients.md, section 4b), so it touches nothing
 else on the machine. Its output goes to a log file; whoever starts it must stop it.
+
+`docker run -p` needs a bridge: `private_bridge()` makes one of the test's own (docker-proxy then
+forwards a loopback port to the container; with no iptables nothing is routed anywhere else).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import subprocess
@@ -26,6 +30,7 @@ from tests.support.server import OUTPUT
 class Dockerd:
     base: Path
     log_path: Path
+    bridge: str | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,7 +56,10 @@ class Dockerd:
             binary,
             "--iptables=false",
             "--ip6tables=false",
-            "--bridge=none",
+            # Nor the machine's sysctls: docker-proxy reaches the containers on the bridge, nothing is routed.
+            "--ip-forward=false",
+            "--ip-masq=false",
+            f"--bridge={self.bridge or 'none'}",
             "--storage-driver=overlay2",
             "--data-root",
             str(self.base / "root"),
@@ -108,6 +116,17 @@ class Dockerd:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=timeout)
         _reap_group(self.process.pid, timeout)
+        _unmount_under(self.base)
+
+
+def _unmount_under(base: Path) -> None:
+    """dockerd leaves mounts behind when it stops (with a bridge, exec/netns/default, a handle on
+    the host's network namespace); lazily unmount them, deepest first, so none outlives the test."""
+    prefix = f"{base.resolve()}/"
+    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
+        points = [line.split()[4] for line in mountinfo]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
 def _reap_group(pgid: int, timeout: float) -> None:
@@ -124,8 +143,31 @@ def _reap_group(pgid: int, timeout: float) -> None:
 
 
 @contextmanager
-def running_dockerd(base: Path, binary: str, name: str = "dockerd") -> Iterator[Dockerd]:
-    daemon = Dockerd(base=base, log_path=OUTPUT / "logs" / f"{name}.log")
+def private_bridge(prefix: str = "psimg") -> Iterator[str]:
+    """A Linux bridge with a /24 of 10.213.0.0/16 that no interface here uses yet; deleted at the end.
+
+    Only dockerd's containers (in network namespaces it makes) get addresses on it."""
+    name = f"{prefix}{os.getpid() % 100000}"
+    addresses = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True).stdout
+    used = [ipaddress.ip_interface(word) for word in addresses.split() if "/" in word and word[0].isdigit()]
+    subnet = next(
+        net
+        for net in ipaddress.ip_network("10.213.0.0/16").subnets(new_prefix=24)
+        if not any(address.network.overlaps(net) for address in used)
+    )
+    gateway = f"{next(subnet.hosts())}/{subnet.prefixlen}"
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", gateway, "dev", name], check=True)
+        subprocess.run(["ip", "link", "set", name, "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "delete", name], check=False)
+
+
+@contextmanager
+def running_dockerd(base: Path, binary: str, name: str = "dockerd", bridge: str | None = None) -> Iterator[Dockerd]:
+    daemon = Dockerd(base=base, log_path=OUTPUT / "logs" / f"{name}.log", bridge=bridge)
     daemon.start(binary)
     try:
         yield daemon

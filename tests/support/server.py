@@ -26,6 +26,7 @@ from portside.access import accounts
 from portside.blobs import open_store
 from portside.blobs.store import BlobStore
 from portside.metadata.database import Database, make_engine
+from portside.registry.service import blob_location
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,7 +174,8 @@ class Server:
 
     def lose_blob(self, digest: str) -> None:
         """Remove a blob's bytes from the store, as a disk failure or a careless operator would."""
-        self.store_call(lambda store: store.delete(digest))
+        location = self.read(blob_location, digest)  # where a chunked upload's commit left it
+        self.store_call(lambda store: store.delete(digest, location=location))
 
     def upload_bytes_exist(self, upload_id: str) -> bool:
         return upload_id in self.store_call(lambda store: store.stale_uploads(time.time() + 3600))

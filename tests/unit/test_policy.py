@@ -251,8 +251,9 @@ def test_managing_a_package_needs_admin_and_the_write_scope() -> None:
     writer = decide(token(BOB, *SCOPES), org_package(granted=Role.WRITE), manage)
     assert not writer.allowed and not writer.hidden
     assert writer.reason == (
-        "bob has write access to acme/app; changing its visibility or collaborators needs admin, which a package "
-        "admin can grant in its package settings or with `portside package grant acme/app --user bob --role admin`"
+        "bob has write access to acme/app; changing its settings (visibility, collaborators, immutable tags) needs "
+        "admin, which a package admin can grant in its package settings or with "
+        "`portside package grant acme/app --user bob --role admin`"
     )
     assert decide(BOB, org_package(org_role="member"), manage).hidden  # private, no role: not even seen
     assert not decide(ANONYMOUS, user_package(visibility="public"), manage).allowed

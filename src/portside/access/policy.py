@@ -10,7 +10,8 @@ rules live in exactly one place. The rules are ghcr.io's:
 - roles read < write < admin come from grants to users (and to teams, on organization packages);
   the user who owns a namespace, the owners of an organization, and site admins are admin;
 - pull needs read, push needs write, delete needs admin and the delete:packages scope;
-- changing a package's visibility or collaborators (manage) needs admin and the write:packages scope;
+- changing a package's settings (visibility, collaborators, immutable tags: manage) needs admin and the
+  write:packages scope;
 - a token only ever narrows what its user may do (scopes, and Portside's fine-grained `only` list).
 
 Storage quotas are decided here too (`quota_decision`, `usage_decision`): only site admins set an
@@ -30,7 +31,7 @@ class Action(StrEnum):
     PUSH = "push"
     DELETE = "delete"
     RESTORE = "restore"  # bring back a deleted package or version (REST API only)
-    MANAGE = "manage"  # change a package's visibility or collaborators (REST API only)
+    MANAGE = "manage"  # change a package's settings: visibility, collaborators, immutable tags (REST API only)
 
 
 # What a registry bearer token can carry (the token endpoint's scope actions).
@@ -198,8 +199,8 @@ def _role_denial(actor: Actor, facts: Facts, action: Action, role: Role) -> str:
     if action is Action.MANAGE and facts.package_exists:
         have = role.name.lower() if role else "no"
         return (
-            f"{actor.name} has {have} access to {package}; changing its visibility or collaborators needs admin, "
-            f"which a package admin can grant in its package settings or with "
+            f"{actor.name} has {have} access to {package}; changing its settings (visibility, collaborators, "
+            f"immutable tags) needs admin, which a package admin can grant in its package settings or with "
             f"`portside package grant {package} --user {actor.name} --role admin`"
         )
     if not facts.package_exists:

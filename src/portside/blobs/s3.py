@@ -1,14 +1,16 @@
 """Blobs in S3-compatible object storage (AWS S3, MinIO, Ceph RGW, SeaweedFS, R2).
 
-Layout under the URL's prefix: `blobs/<alg>/<2 hex>/<hex>` (the filesystem's), and uploads in
-progress as objects under `uploads/<id>/`. S3 multipart parts must be at least 5 MiB (except the
-last) while docker and containerd send chunks of any size, so an upload is staged as whole parts
-(`part-…`, PART_SIZE each) plus a tail of fewer bytes (`tail-…`), which the next request reads back
-and continues. Only when the caller has verified the digest does a multipart upload at the blob's
-address copy the parts server-side (UploadPartCopy) and complete: a reader never sees a partial
-blob. An upload whose digest is known from the start (docker's POST, then PUT with the whole body)
-skips the staging: its parts go straight into a multipart upload at the blob's address, which
-becomes visible only when it completes; one smaller than a part is a single PUT.
+Layout under the URL's prefix: `blobs/<alg>/<2 hex>/<hex>` (the filesystem's), blobs committed by
+chunked uploads at `chunked/<upload id>`, and the tails of uploads in progress under `uploads/<id>/`.
+S3 multipart parts must be at least 5 MiB (except the last) while docker and containerd send chunks
+of any size, so each whole part (PART_SIZE) goes into one multipart upload at `chunked/<id>` as it
+fills, and the rest of a request is kept as a tail object (`tail-…`), which the next request reads
+back and continues. Only when the caller has verified the digest does the multipart upload
+complete, where it is: no copy, and a reader never sees a partial blob; the commit returns the
+location for the caller to record with the blob. An upload whose digest is known from the start
+(docker's POST, then PUT with the whole body) sends its parts into a multipart upload at the blob's
+address instead, which becomes visible only when it completes; a blob smaller than a part is a
+single PUT at its address.
 
 Client: boto3, in this store's threads. Measured against SeaweedFS here (docs/storage.md has the
 table): boto3 and aiobotocore moved the same bytes (multipart 512 MiB: 62-130 MB/s both, bound by
@@ -48,6 +50,9 @@ READ_CHUNK = MiB
 REDIRECT_SECONDS = 600  # presigned download URLs live this long, and are reused for half of it
 _PRESIGNED_CACHE = 4096
 _MISSING = {"404", "NoSuchKey", "NotFound"}
+# Blobs committed by chunked uploads stay where their parts went: chunked/<upload id> (see _State).
+CHUNKED = "chunked"
+REREAD = ".reread"  # the blob of a chunked upload whose parts were read back before its commit
 
 
 @dataclass(frozen=True)
@@ -87,27 +92,45 @@ class S3Location:
 
 @dataclass
 class _State:
-    """An upload's staged objects: whole parts, then a tail shorter than a part (JSON in the database)."""
+    """An upload's progress (JSON in the database): whole parts, then a tail shorter than a part.
 
-    parts: list[tuple[str, int]] = field(default_factory=list)  # (key suffix, size)
+    Parts go into one multipart upload at `chunked/<upload id>` (`multipart`, with each part's ETag
+    and size), which its commit completes where it is. `staged` are whole parts stored as objects
+    of their own, which the previous release wrote and copied at commit: a session it began is
+    finished the same way. The JSON names the multipart parts other than the staged ones, so a
+    replica of the previous release refuses a session begun by this one (its size does not add up)
+    before writing a byte, rather than committing the wrong bytes.
+    """
+
+    staged: list[tuple[str, int]] = field(default_factory=list)  # (key suffix, size)
     tail: tuple[str, int] | None = None
+    multipart: str | None = None  # the S3 upload id at chunked/<upload id>
+    parts: list[tuple[str, int]] = field(default_factory=list)  # (ETag, size), numbered from 1
 
     @classmethod
     def load(cls, text: str) -> _State:
         if not text:
             return cls()
         doc = json.loads(text)
-        tail = doc.get("tail")
+        tail, multipart = doc.get("tail"), doc.get("multipart") or {}
         return cls(
-            [(str(name), int(size)) for name, size in doc.get("parts", [])], (tail[0], int(tail[1])) if tail else None
+            [(str(name), int(size)) for name, size in doc.get("parts", [])],
+            (tail[0], int(tail[1])) if tail else None,
+            multipart.get("id"),
+            [(str(etag), int(size)) for etag, size in multipart.get("parts", [])],
         )
 
     def dump(self) -> str:
-        return json.dumps({"parts": self.parts, "tail": self.tail}, separators=(",", ":"))
+        doc: dict[str, Any] = {"tail": self.tail}
+        if self.staged:
+            doc["parts"] = self.staged
+        if self.multipart is not None:
+            doc["multipart"] = {"id": self.multipart, "parts": self.parts}
+        return json.dumps(doc, separators=(",", ":"))
 
     @property
     def size(self) -> int:
-        return sum(size for _, size in self.parts) + (self.tail[1] if self.tail else 0)
+        return sum(size for _, size in [*self.staged, *self.parts]) + (self.tail[1] if self.tail else 0)
 
 
 class S3BlobStore:
@@ -136,6 +159,7 @@ class S3BlobStore:
         )
         self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="s3")
         self._presigned: dict[str, tuple[str, float]] = {}
+        self._reread: set[str] = set()  # chunked uploads whose parts read_upload completed, to read back
 
     @classmethod
     def from_url(cls, url: str, *, redirect: bool = True) -> S3BlobStore:
@@ -181,19 +205,28 @@ class S3BlobStore:
 
     # -- blobs -----------------------------------------------------------------------------------
 
-    async def size(self, digest: str) -> int | None:
+    def _object_key(self, digest: str, location: str | None) -> str:
+        """Where a blob's bytes are: the location its commit returned, or else its content address."""
+        if location is None:
+            return self._blob_key(digest)
+        if not location.startswith(CHUNKED + "/"):
+            raise ValueError(f"blob {digest}: {location!r} is not a location this store returns")
+        return self.location.key(location)
+
+    async def size(self, digest: str, *, location: str | None = None) -> int | None:
         try:
-            head = await self._run(self._client.head_object, Bucket=self.location.bucket, Key=self._blob_key(digest))
+            key = self._object_key(digest, location)
+            head = await self._run(self._client.head_object, Bucket=self.location.bucket, Key=key)
         except botocore.exceptions.ClientError:
             return None
         return int(head["ContentLength"])
 
-    async def read_small(self, digest: str, limit: int) -> bytes | None:
+    async def read_small(self, digest: str, limit: int, *, location: str | None = None) -> bytes | None:
+        key = self._object_key(digest, location)
+
         def read() -> bytes | None:
             try:
-                got = self._client.get_object(
-                    Bucket=self.location.bucket, Key=self._blob_key(digest), Range=f"bytes=0-{limit}"
-                )
+                got = self._client.get_object(Bucket=self.location.bucket, Key=key, Range=f"bytes=0-{limit}")
             except botocore.exceptions.ClientError as error:
                 if _code(error) in _MISSING or _code(error) == "InvalidRange":
                     return b"" if _code(error) == "InvalidRange" else None  # InvalidRange: an empty blob
@@ -203,40 +236,55 @@ class S3BlobStore:
 
         return await self._run(read)
 
-    async def serve(self, digest: str, size: int, byte_range: tuple[int, int] | None) -> BlobRead:
+    async def serve(
+        self, digest: str, size: int, byte_range: tuple[int, int] | None, *, location: str | None = None
+    ) -> BlobRead:
+        key = self._object_key(digest, location)
         if self.redirect:
-            return Redirect(await self._presign(digest))
+            return Redirect(await self._presign(digest, key))
         start, end = byte_range if byte_range is not None else (0, size - 1)
-        params: dict[str, Any] = {"Bucket": self.location.bucket, "Key": self._blob_key(digest)}
+        params: dict[str, Any] = {"Bucket": self.location.bucket, "Key": key}
         if size and byte_range is not None:
             params["Range"] = f"bytes={start}-{end}"
         try:
             got = await self._run(self._client.get_object, **params)
         except botocore.exceptions.ClientError:
-            raise self._missing(digest) from None
+            raise self._missing(digest, key) from None
         if size == 0:
             return Stream(_empty(), 0, 0)
         return Stream(self._chunks(got["Body"]), start, end - start + 1)
 
-    async def _presign(self, digest: str) -> str:
+    async def read(self, digest: str, *, location: str | None = None) -> AsyncIterator[bytes]:
+        try:
+            got = await self._run(
+                self._client.get_object, Bucket=self.location.bucket, Key=self._object_key(digest, location)
+            )
+        except botocore.exceptions.ClientError:
+            raise self._missing(digest) from None
+        async for chunk in self._chunks(got["Body"]):
+            yield chunk
+
+    async def _presign(self, digest: str, key: str) -> str:
         """A presigned GET, reused while it has more than half its life left: hot layers pulled by a
         whole fleet of clients cost one signature and one HEAD (that the object is there), not one
         per pull."""
         moment = time.monotonic()
-        cached = self._presigned.get(digest)
+        cached = self._presigned.get(key)
         if cached is not None and cached[1] > moment:
             return cached[0]
-        if await self.size(digest) is None:
-            raise self._missing(digest)
+        try:
+            await self._run(self._client.head_object, Bucket=self.location.bucket, Key=key)
+        except botocore.exceptions.ClientError:
+            raise self._missing(digest, key) from None
         url = await self._run(
             self._client.generate_presigned_url,
             "get_object",
-            Params={"Bucket": self.location.bucket, "Key": self._blob_key(digest)},
+            Params={"Bucket": self.location.bucket, "Key": key},
             ExpiresIn=REDIRECT_SECONDS,
         )
         if len(self._presigned) >= _PRESIGNED_CACHE:
             self._presigned.clear()
-        self._presigned[digest] = (url, moment + REDIRECT_SECONDS / 2)
+        self._presigned[key] = (url, moment + REDIRECT_SECONDS / 2)
         return url
 
     async def _chunks(self, body: Any) -> AsyncIterator[bytes]:
@@ -249,23 +297,29 @@ class S3BlobStore:
         finally:
             body.close()
 
-    def _missing(self, digest: str) -> BlobMissing:
+    def _missing(self, digest: str, key: str) -> BlobMissing:
         return BlobMissing(
             f"blob {digest} is recorded by the registry but its bytes are missing from storage; "
             "ask an operator to restore it from a backup (the server log names where it should be)",
             condition=f"blob {digest} missing",
-            operator=f"blob {digest} has no object at {self._blob_key(digest)} in {self.description}",
+            operator=f"blob {digest} has no object at {key} in {self.description}",
         )
 
-    async def delete(self, digest: str) -> None:
-        self._presigned.pop(digest, None)
-        await self._run(self._client.delete_object, Bucket=self.location.bucket, Key=self._blob_key(digest))
+    async def delete(self, digest: str, *, location: str | None = None) -> None:
+        key = self._object_key(digest, location)
+        self._presigned.pop(key, None)
+        await self._run(self._client.delete_object, Bucket=self.location.bucket, Key=key)
 
     async def digests(self) -> AsyncIterator[str]:
         prefix = self.location.key("blobs") + "/"
         for key, _ in await self._run(self._list, prefix):
             algorithm, _, hexdigest = key.removeprefix(prefix).split("/")
             yield f"{algorithm}:{hexdigest}"
+
+    async def locations(self) -> AsyncIterator[str]:
+        prefix = self.location.key(CHUNKED) + "/"
+        for key, _ in await self._run(self._list, prefix):
+            yield CHUNKED + "/" + key.removeprefix(prefix)
 
     def _list(self, prefix: str) -> list[tuple[str, float]]:
         found = []
@@ -274,6 +328,9 @@ class S3BlobStore:
         return found
 
     # -- uploads ---------------------------------------------------------------------------------
+
+    def _chunked_key(self, upload_id: str, suffix: str = "") -> str:
+        return self.location.key(f"{CHUNKED}/{upload_id}{suffix}")
 
     async def create_upload(self, upload_id: str) -> str:
         return _State().dump()  # nothing is stored until a request brings bytes
@@ -286,14 +343,22 @@ class S3BlobStore:
 
     async def read_upload(self, upload_id: str, state: str, length: int) -> AsyncIterator[bytes]:
         staged = _State.load(state)
-        pieces = [*staged.parts, *([staged.tail] if staged.tail else [])]
+        keys = [self._upload_key(upload_id, name) for name, _ in staged.staged]
+        if staged.multipart is not None:
+            # The parts of a multipart upload cannot be read before it completes: complete it (the
+            # commit then assembles its blob from this object; only a digest of another algorithm
+            # than the running hash's comes here).
+            key = self._chunked_key(upload_id)
+            await self._run(self.complete_multipart, key, staged.multipart, [etag for etag, _ in staged.parts], True)
+            self._reread.add(upload_id)
+            keys.append(key)
+        if staged.tail:
+            keys.append(self._upload_key(upload_id, staged.tail[0]))
         remaining = length
-        for name, _ in pieces:
+        for key in keys:
             if remaining <= 0:
                 return
-            got = await self._run(
-                self._client.get_object, Bucket=self.location.bucket, Key=self._upload_key(upload_id, name)
-            )
+            got = await self._run(self._client.get_object, Bucket=self.location.bucket, Key=key)
             async for chunk in self._chunks(got["Body"]):
                 yield chunk[:remaining]
                 remaining -= len(chunk)
@@ -301,7 +366,15 @@ class S3BlobStore:
                     break
 
     async def delete_upload(self, upload_id: str, state: str) -> None:
+        staged = _State.load(state)
+        if staged.multipart is not None:
+            key = self._chunked_key(upload_id)
+            await self._run(self.abort_multipart, key, staged.multipart)
+            # A live session's state names a multipart upload no blob row points to: if a read-back
+            # (or a commit whose record failed) completed it, the object is this session's leftover.
+            await self._run(self.delete_keys, [key, self._chunked_key(upload_id, REREAD)])
         await self._run(self._delete_prefix, self._upload_key(upload_id) + "/")
+        await self._run(self._abort_multiparts, self._chunked_key(upload_id), None)  # a crash's, not in the state
 
     def _delete_prefix(self, prefix: str) -> None:
         keys = [key for key, _ in self._list(prefix)]
@@ -310,21 +383,36 @@ class S3BlobStore:
             self._client.delete_objects(Bucket=self.location.bucket, Delete={"Objects": batch, "Quiet": True})
 
     async def stale_uploads(self, cutoff: float) -> list[str]:
-        """Staged uploads last written before `cutoff`; multipart uploads begun before it (a crash
-        in the middle of a push) are aborted on the way."""
+        """Uploads last written before `cutoff` (their tails, staged parts, and multipart uploads at
+        chunked/ begun before it: the caller forgets only those it has no session for); direct
+        multipart uploads begun before it (a crash in the middle of a push) are aborted on the way.
+        Completed objects under chunked/ are blobs, never reported here."""
         prefix = self.location.key("uploads") + "/"
         newest: dict[str, float] = {}
         for key, modified in await self._run(self._list, prefix):
             upload_id = key.removeprefix(prefix).split("/", 1)[0]
             newest[upload_id] = max(newest.get(upload_id, 0.0), modified)
-        await self._run(self._abort_stale_multipart, cutoff)
+        chunked = self.location.key(CHUNKED) + "/"
+        for key, initiated in await self._run(self._multiparts, chunked):
+            upload_id = key.removeprefix(chunked).removesuffix(REREAD)
+            newest[upload_id] = max(newest.get(upload_id, 0.0), initiated)
+        await self._run(self._abort_multiparts, self.location.key("blobs") + "/", cutoff)
         return [upload_id for upload_id, modified in newest.items() if modified < cutoff]
 
-    def _abort_stale_multipart(self, cutoff: float) -> None:
+    def _multiparts(self, prefix: str) -> list[tuple[str, float]]:
         paginator = self._client.get_paginator("list_multipart_uploads")
-        for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self.location.key("blobs") + "/"):
+        return [
+            (upload["Key"], upload["Initiated"].timestamp())
+            for page in paginator.paginate(Bucket=self.location.bucket, Prefix=prefix)
+            for upload in page.get("Uploads", [])
+        ]
+
+    def _abort_multiparts(self, prefix: str, cutoff: float | None) -> None:
+        """Abort the multipart uploads under `prefix` (begun before `cutoff`, when given)."""
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=self.location.bucket, Prefix=prefix):
             for upload in page.get("Uploads", []):
-                if upload["Initiated"].timestamp() < cutoff:
+                if cutoff is None or upload["Initiated"].timestamp() < cutoff:
                     log.info("aborting abandoned multipart upload of %s", upload["Key"])
                     with contextlib.suppress(botocore.exceptions.ClientError):
                         self._client.abort_multipart_upload(
@@ -374,7 +462,9 @@ class S3BlobStore:
         )
         return str(answer["ETag"])
 
-    def copy_part(self, key: str, upload: str, number: int, source: str) -> str:
+    def copy_part(
+        self, key: str, upload: str, number: int, source: str, byte_range: tuple[int, int] | None = None
+    ) -> str:
         answer = self._call(
             self._client.upload_part_copy,
             Bucket=self.location.bucket,
@@ -382,18 +472,23 @@ class S3BlobStore:
             UploadId=upload,
             PartNumber=number,
             CopySource={"Bucket": self.location.bucket, "Key": source},
+            **({"CopySourceRange": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}),
         )
         return str(answer["CopyPartResult"]["ETag"])
 
-    def complete_multipart(self, key: str, upload: str, etags: list[str]) -> None:
+    def complete_multipart(self, key: str, upload: str, etags: list[str], done_ok: bool = False) -> None:
+        """Complete a multipart upload; with `done_ok`, one completed before is no error."""
         parts = [{"PartNumber": number, "ETag": etag} for number, etag in enumerate(etags, 1)]
-        self._call(
-            self._client.complete_multipart_upload,
-            Bucket=self.location.bucket,
-            Key=key,
-            UploadId=upload,
-            MultipartUpload={"Parts": parts},
-        )
+        try:
+            self._client.complete_multipart_upload(
+                Bucket=self.location.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+            )
+        except botocore.exceptions.ClientError as error:
+            if not (done_ok and _code(error) == "NoSuchUpload"):
+                raise self._unavailable(error) from None
+            return
+        except (botocore.exceptions.BotoCoreError, OSError) as error:
+            raise self._unavailable(error) from None
 
     def abort_multipart(self, key: str, upload: str) -> None:
         with contextlib.suppress(StoreUnreachable, botocore.exceptions.ClientError):
@@ -402,19 +497,43 @@ class S3BlobStore:
 
 class _S3Writer:
     """One request's bytes: whole parts as they fill (up to PARTS_IN_FLIGHT uploading at once), the
-    rest kept as the upload's new tail, or, on commit, the blob's last part."""
+    rest kept as the upload's new tail, or, on commit, the blob's last part.
+
+    The parts go into one multipart upload: at the blob's address when the digest is known from
+    the start (`direct`), else at chunked/<upload id>, which the commit completes in place and
+    returns as the blob's location. Measured on SeaweedFS here, this saves the commit copying every
+    part server-side (UploadPartCopy: 32 parts of 8 MiB took 2.0-2.3 s, a third of a 256 MiB
+    chunked push) and the separate staged objects' puts.
+    """
 
     def __init__(self, store: S3BlobStore, upload_id: str, state: _State, *, direct: str | None) -> None:
         self._store = store
         self._upload_id = upload_id
         self._state = state
         self._direct = direct  # the blob's digest when parts go straight to its address
+        self._staging = bool(state.staged)  # a session the previous release began: staged objects
         self._buffer = bytearray()
         self._tail_loaded = state.tail is None
-        self._new_parts: list[tuple[str, int]] = []  # staged by this request, forgotten on abort
+        self._new_staged: list[tuple[str, int]] = []  # staged by this request, forgotten on abort
         self._in_flight: list[asyncio.Future[None]] = []
-        self._multipart: str | None = None  # the direct multipart upload's id
-        self._etags: list[str] = []
+        if direct is not None:
+            self._key = store._blob_key(direct)
+            self._multipart: str | None = None
+            self._parts: list[tuple[str, int]] = []
+        elif state.multipart is not None and upload_id in store._reread:
+            # read_upload completed the parts as one object to read them back (the digest is of
+            # another algorithm than the running hash's): a new multipart upload beside it copies
+            # them, the one copy this rare path costs, and takes the rest of the bytes. (Known
+            # limit: the commit must come from the process that read them back, as finish does;
+            # another process's attempt fails, and the client pushes the blob again.)
+            self._key = store._chunked_key(upload_id, REREAD)
+            self._multipart = None
+            self._parts = []
+        else:
+            self._key = store._chunked_key(upload_id)
+            self._multipart = state.multipart
+            self._parts = list(state.parts)
+        self._began = False  # this request began the multipart upload (so aborts it on abort)
 
     async def _load_tail(self) -> None:
         if not self._tail_loaded:
@@ -435,23 +554,24 @@ class _S3Writer:
         """Upload one whole part, keeping at most PARTS_IN_FLIGHT in the air."""
         while len(self._in_flight) >= PARTS_IN_FLIGHT:
             await self._in_flight.pop(0)
-        if self._direct is not None:
-            key = self._store._blob_key(self._direct)
-            if self._multipart is None:
-                self._multipart = await self._store._run(self._store.begin_multipart, key)
-            self._etags.append("")
-            number, upload = len(self._etags), self._multipart
+        store = self._store
+        if self._staging:
+            name = f"part-{len(self._state.staged) + len(self._new_staged):05d}-{secrets.token_hex(4)}"
+            self._new_staged.append((name, len(part)))
 
             def send() -> None:
-                self._etags[number - 1] = self._store.upload_part(key, upload, number, part)
+                store.put(store._upload_key(self._upload_id, name), part)
         else:
-            name = f"part-{len(self._state.parts) + len(self._new_parts):05d}-{secrets.token_hex(4)}"
-            self._new_parts.append((name, len(part)))
+            if self._multipart is None:
+                self._multipart = await store._run(self._begin)
+                self._began = True
+            self._parts.append(("", len(part)))
+            number, key, upload = len(self._parts), self._key, self._multipart
 
             def send() -> None:
-                self._store.put(self._store._upload_key(self._upload_id, name), part)
+                self._parts[number - 1] = (store.upload_part(key, upload, number, part), len(part))
 
-        self._in_flight.append(asyncio.ensure_future(self._store._run(send)))
+        self._in_flight.append(asyncio.ensure_future(store._run(send)))
 
     async def _drain(self) -> None:
         in_flight, self._in_flight = self._in_flight, []
@@ -459,6 +579,16 @@ class _S3Writer:
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
+
+    def _begin(self) -> str:
+        upload = self._store.begin_multipart(self._key)
+        if self._key.endswith(REREAD):
+            source, start = self._store._chunked_key(self._upload_id), 0
+            for number, (_, size) in enumerate(self._state.parts, 1):
+                etag = self._store.copy_part(self._key, upload, number, source, (start, start + size - 1))
+                self._parts.append((etag, size))
+                start += size
+        return upload
 
     async def close(self) -> str:
         await self._load_tail()
@@ -471,33 +601,64 @@ class _S3Writer:
         if self._buffer:
             tail = (f"tail-{secrets.token_hex(4)}", len(self._buffer))
             await self._store._run(self._store.put, self._store._upload_key(self._upload_id, tail[0]), self._buffer)
-        state = _State([*self._state.parts, *self._new_parts], tail)
+        state = _State([*self._state.staged, *self._new_staged], tail, self._multipart, self._parts)
         if old_tail is not None:  # read into this request's bytes: no longer referenced
             await self._store._run(self._store.delete_keys, [self._store._upload_key(self._upload_id, old_tail[0])])
         return state.dump()
 
-    async def commit(self, digest: str, size: int) -> None:
+    async def commit(self, digest: str, size: int) -> str | None:
+        try:
+            return await self._commit(digest, size)
+        except (botocore.exceptions.ClientError, StoreUnreachable):
+            # A commit retried after the first one's record failed (the database, not the store):
+            # its tail is deleted and its multipart upload complete, and the blob is where it went.
+            found, location = await self._store._run(self._committed, digest, size)
+            if not found:
+                raise
+            return location
+
+    def _committed(self, digest: str, size: int) -> tuple[bool, str | None]:
+        if self._direct is not None or self._staging:
+            return False, None
+        location = f"{CHUNKED}/{self._upload_id}" if self._state.multipart is not None else None
+        store = self._store
+        try:
+            key = store._object_key(digest, location)
+            head = store._call(store._client.head_object, Bucket=store.location.bucket, Key=key)
+        except botocore.exceptions.ClientError:
+            return False, None
+        return int(head["ContentLength"]) == size, location
+
+    async def _commit(self, digest: str, size: int) -> str | None:
         await self._load_tail()
         store, key = self._store, self._store._blob_key(digest)
-        if self._direct is not None:
-            if self._multipart is None:  # smaller than a part: one PUT, already verified
-                await store._run(store.put, key, self._buffer)
-                return
-            if self._buffer:
-                await self._send(bytes(self._buffer))
-                self._buffer.clear()
+        tail = [store._upload_key(self._upload_id, self._state.tail[0])] if self._state.tail else []
+        if self._staging:
             await self._drain()
-            await store._run(store.complete_multipart, key, self._multipart, self._etags)
-            self._multipart = None
-            return
-        await self._drain()
-        staged = [*self._state.parts, *self._new_parts]
-        if staged:
+            staged = [*self._state.staged, *self._new_staged]
             await store._run(self._assemble, key, staged)
-        else:
+            leftovers = [store._upload_key(self._upload_id, name) for name, _ in staged] + tail
+            await store._run(store.delete_keys, leftovers)
+            return None
+        if self._multipart is None and self._key.endswith(REREAD):
+            self._multipart = await store._run(self._begin)
+        if self._multipart is None:  # smaller than a part: one PUT at the address, already verified
             await store._run(store.put, key, self._buffer)
-        leftovers = [name for name, _ in staged] + ([self._state.tail[0]] if self._state.tail else [])
-        await store._run(store.delete_keys, [store._upload_key(self._upload_id, name) for name in leftovers])
+            await store._run(store.delete_keys, tail)
+            return None
+        if self._buffer:
+            await self._send(bytes(self._buffer))
+            self._buffer.clear()
+        await self._drain()
+        await store._run(store.complete_multipart, self._key, self._multipart, [etag for etag, _ in self._parts])
+        self._multipart = None
+        if self._direct is not None:
+            return None
+        if self._key.endswith(REREAD):
+            tail.append(store._chunked_key(self._upload_id))  # the parts read back, now copied
+            store._reread.discard(self._upload_id)
+        await store._run(store.delete_keys, tail)
+        return f"{CHUNKED}/{self._upload_id}" + (REREAD if self._key.endswith(REREAD) else "")
 
     def _assemble(self, key: str, staged: list[tuple[str, int]]) -> None:
         """Copy the staged parts into a multipart upload at the blob's address (server-side), send
@@ -520,11 +681,13 @@ class _S3Writer:
         with contextlib.suppress(Exception):
             await self._drain()
         store = self._store
-        if self._multipart is not None and self._direct is not None:
-            await store._run(store.abort_multipart, store._blob_key(self._direct), self._multipart)
+        if self._multipart is not None and (self._direct is not None or self._began):
+            await store._run(store.abort_multipart, self._key, self._multipart)
             self._multipart = None
-        keys = [store._upload_key(self._upload_id, name) for name, _ in self._new_parts]
-        self._new_parts = []
+        # Parts this request added to a multipart upload begun earlier stay in it unlisted: the
+        # next request sends its parts under the same numbers, and completion names only listed ETags.
+        keys = [store._upload_key(self._upload_id, name) for name, _ in self._new_staged]
+        self._new_staged = []
         self._buffer.clear()
         await store._run(store.delete_keys, keys)
 

@@ -5,6 +5,11 @@ Services see only this protocol; `blobs.open_store` picks the driver from `stora
 upload's progress in a state string that the caller stores in the database with the upload, so any
 process or replica can continue it. Exclusivity (one writer per upload) is the caller's, by a
 compare-and-set in the database; a driver never locks.
+
+A blob's bytes are at its content address, or at a location of the driver's own that its commit
+returned (S3 completes a chunked upload where its parts went, rather than copying them): the caller
+records that location with the blob and passes it to every read and delete. None means the content
+address, which every blob had before locations (and the filesystem's always).
 """
 
 from __future__ import annotations
@@ -59,9 +64,11 @@ class UploadWriter(Protocol):
     async def close(self) -> str:
         """Keep what was written; the upload's new state, for the caller to acknowledge."""
 
-    async def commit(self, digest: str, size: int) -> None:
+    async def commit(self, digest: str, size: int) -> str | None:
         """Make the upload (now `size` bytes, verified as `digest` by the caller) the blob `digest`,
-        atomically, and drop the upload's own bytes."""
+        atomically, and drop the upload's own bytes. Returns where the blob is: None for its content
+        address, else a location of the upload's own (no other upload's commit writes there); if
+        the caller already holds `digest`, it deletes that location again."""
 
     async def abort(self) -> None:
         """Forget what this writer wrote: the upload stays as its state last said."""
@@ -70,17 +77,28 @@ class UploadWriter(Protocol):
 class BlobStore(Protocol):
     description: str  # where the bytes are, for logs and `portside config show` (never a secret)
 
-    async def size(self, digest: str) -> int | None: ...
-    async def read_small(self, digest: str, limit: int) -> bytes | None:
+    # `location` in what follows: the one recorded with the blob (what its commit returned).
+    async def size(self, digest: str, *, location: str | None = None) -> int | None: ...
+    async def read_small(self, digest: str, limit: int, *, location: str | None = None) -> bytes | None:
         """A whole blob of at most `limit` bytes (an image config); None if larger or missing."""
 
-    async def serve(self, digest: str, size: int, byte_range: tuple[int, int] | None) -> BlobRead:
+    async def serve(
+        self, digest: str, size: int, byte_range: tuple[int, int] | None, *, location: str | None = None
+    ) -> BlobRead:
         """How to send a blob of `size` bytes (all of it, or the inclusive `byte_range`); raises
         faults.BlobMissing when its bytes are gone."""
 
-    async def delete(self, digest: str) -> None: ...
+    def read(self, digest: str, *, location: str | None = None) -> AsyncIterator[bytes]:
+        """The whole blob, in chunks of a MiB or so, whatever `serve` would answer (copying between
+        stores reads through this); raises faults.BlobMissing when its bytes are gone."""
+
+    async def delete(self, digest: str, *, location: str | None = None) -> None: ...
     def digests(self) -> AsyncIterator[str]:
-        """Every blob stored, in no particular order (garbage collection walks it)."""
+        """Every blob stored at its content address, in no particular order (garbage collection
+        walks it, and `locations`)."""
+
+    def locations(self) -> AsyncIterator[str]:
+        """Every blob stored at a location of its own (as its commit returned it)."""
 
     async def create_upload(self, upload_id: str) -> str:
         """Start an upload; its state."""

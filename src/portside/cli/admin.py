@@ -16,9 +16,10 @@ from sqlalchemy import Connection
 
 from portside.access import accounts as acc
 from portside.access import keys
-from portside.access.audit import events_since
+from portside.access.audit import events_since, record
 from portside.clock import now
 from portside.metadata.database import Database, make_engine, schema_behind, upgrade
+from portside.registry import gc, immutable
 from portside.sizes import human, parse_size
 
 T = TypeVar("T")
@@ -534,6 +535,158 @@ def package_revoke(
     _write(config, data_dir, lambda c: acc.revoke(c, name, user=user, team=team))
     row = {"package": name, "kind": "user" if user else "team", "name": user or team, "role": None}
     _done(f"{user or team} no longer has a role on {name}", row, as_json)
+
+
+# -- immutable tags --------------------------------------------------------------------------------
+
+PatternsArgument = Annotated[
+    list[str] | None, typer.Argument(help="Shell-style patterns on tag names (quote them: 'v*'); none: show.")
+]
+ClearOption = Annotated[bool, typer.Option("--clear", help="Remove the patterns.")]
+
+
+def _rules(config: Path | None, data_dir: Path | None, fn: Callable[[Connection], T]) -> T:
+    try:
+        return _write(config, data_dir, fn)
+    except (immutable.InvalidPatterns, immutable.NotFound) as exc:
+        _fail(str(exc))
+        raise AssertionError from exc
+
+
+def _new_patterns(patterns: list[str] | None, clear: bool) -> tuple[str, ...] | None:
+    """The patterns to save (() clears), or None to only show them."""
+    if clear and patterns:
+        _fail("give patterns or --clear, not both")
+    if clear:
+        return ()
+    if not patterns:
+        return None
+    try:
+        return immutable.validate(patterns)
+    except immutable.InvalidPatterns as exc:
+        _fail(str(exc))
+        raise AssertionError from exc
+
+
+@package_app.command("immutable")
+def package_immutable(
+    name: str,
+    patterns: PatternsArgument = None,
+    clear: ClearOption = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make tags matching PATTERN... immutable in a package (they replace its owner's default); with
+    no pattern, show the package's patterns; --clear removes them (the owner's default applies again)."""
+    wanted = _new_patterns(patterns, clear)
+    if wanted is None:
+        setting = _rules(config, data_dir, lambda c: immutable.package_setting(c, name))
+    else:
+        setting = _rules(config, data_dir, lambda c: immutable.set_package_patterns(c, name, wanted))
+    row = {
+        "package": setting.package,
+        "patterns": list(setting.own or ()),
+        "owner_default": list(setting.default or ()),
+        "effective": list(setting.effective),
+        "effective_from": setting.source,
+    }
+    if as_json or wanted is None:
+        _print([row], as_json, "")
+    elif setting.effective:
+        typer.echo(f"tags of {name} matching {' '.join(setting.effective)} are immutable ({setting.source}'s rule)")
+    else:
+        typer.echo(f"no tag of {name} is immutable")
+
+
+def _owner_immutable(
+    owner: str,
+    kind: str,
+    patterns: list[str] | None,
+    clear: bool,
+    config: Path | None,
+    data_dir: Path | None,
+    as_json: bool,
+) -> None:
+    wanted = _new_patterns(patterns, clear)
+    if wanted is None:
+        found = _rules(config, data_dir, lambda c: immutable.owner_setting(c, owner, kind))
+    else:
+        found = _rules(config, data_dir, lambda c: immutable.set_owner_patterns(c, owner, wanted, kind=kind))
+    row = {"owner": found.owner, "type": found.kind, "patterns": list(found.patterns)}
+    if as_json or wanted is None:
+        _print([row], as_json, "")
+    elif found.patterns:
+        typer.echo(
+            f"tags matching {' '.join(found.patterns)} are immutable in every package of {owner} "
+            "that has no patterns of its own"
+        )
+    else:
+        typer.echo(f"{owner} has no default immutable tags")
+
+
+@org_app.command("immutable")
+def org_immutable(
+    org: str,
+    patterns: PatternsArgument = None,
+    clear: ClearOption = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The default immutable-tag patterns of every package of an organization (a package's own
+    patterns replace them); with no pattern, show them; --clear removes them."""
+    _owner_immutable(org, "org", patterns, clear, config, data_dir, as_json)
+
+
+@user_app.command("immutable")
+def user_immutable(
+    user: str,
+    patterns: PatternsArgument = None,
+    clear: ClearOption = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The default immutable-tag patterns of every package of a user; as `portside org immutable`."""
+    _owner_immutable(user, "user", patterns, clear, config, data_dir, as_json)
+
+
+@package_app.command("purge")
+def package_purge(
+    name: str,
+    version: Annotated[
+        list[str] | None, typer.Option("--version", help="A version's digest; repeat for more. None: the package.")
+    ] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete a package, or some of its versions, for good: no restore window (a leaked secret).
+    The bytes go with the next garbage collection pass; `portside gc` runs one now."""
+
+    def purge(conn: Connection) -> dict[str, Any]:
+        repository_id = gc.live_package(conn, name)
+        if repository_id is None:
+            raise acc.AccessError(f"package {name} not found")
+        if not version:
+            count = gc.purge_package(conn, repository_id)
+            record(conn, "-", "package.purge", name, {"versions": count}, "cli")
+            return {"package": name, "versions": count}
+        found = gc.version_ids(conn, repository_id, version)
+        if missing := [digest for digest in version if digest not in found]:
+            raise acc.AccessError(f"version {missing[0]} not found in {name}")
+        purged = gc.purge_manifests(conn, repository_id, [found[digest] for digest in version])
+        record(conn, "-", "package.purge_versions", name, {"versions": purged}, "cli")
+        return {"package": name, "versions": len(purged), "ids": purged}
+
+    try:
+        row = _write(config, data_dir, purge)
+    except immutable.ImmutableTag as exc:
+        _fail(exc.message)
+        return
+    what = "the package" if not version else f"{row['versions']} version{'s' * (row['versions'] != 1)}"
+    _done(f"{name}: {what} deleted for good; run `portside gc` to remove the bytes now", row, as_json)
 
 
 # -- audit -----------------------------------------------------------------------------------------

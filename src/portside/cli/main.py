@@ -6,14 +6,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from typer.exceptions import TyperException
 
-from portside.cli import admin
+from portside.cli import admin, lifecycle
 from portside.config import CONFIG_FILE_ENV, Settings
+
+if TYPE_CHECKING:
+    from portside.copy_data import Summary
 
 app = typer.Typer(
     help="Portside: a self-hosted container registry.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -136,6 +139,93 @@ def migrate(
     typer.echo("database is up to date")
 
 
+@app.command("copy-data")
+def copy_data(
+    to_database: Annotated[
+        str | None, typer.Option("--to-database", help="Database URL to copy the metadata into (migrated first).")
+    ] = None,
+    to_storage: Annotated[
+        str | None, typer.Option("--to-storage", help="file:///PATH or s3://... to copy the blobs into.")
+    ] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+    storage_url: StorageUrlOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Copy this installation (its settings are the source) into other backends, verifying every
+    blob's digest. Stop the server first; after an interruption, run the same command again."""
+    from portside.copy_data import CopyError, Plan, copy_installation
+
+    if to_database is None and to_storage is None:
+        fail("give --to-database, --to-storage or both")
+    settings = load_settings(config, data_dir=data_dir, database_url=database_url, storage_url=storage_url)
+    plan = Plan(
+        database_url=settings.effective_database_url,
+        storage_url=settings.storage_url,
+        data_dir=settings.data_dir,
+        to_database=to_database,
+        to_storage=to_storage,
+        fsync=settings.fsync,
+    )
+    try:
+        summary = copy_installation(plan, _ProgressBar())
+    except CopyError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("\nerror: interrupted; run the same command again to resume", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(summary.as_dict(), indent=2))
+    else:
+        _print_copy_summary(summary)
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+class _ProgressBar:
+    """click's progress bar on stderr (drawn only on a terminal), so stdout keeps just the summary."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def begin(self, what: str, total: int) -> None:
+        self._bar = typer.progressbar(length=max(total, 1), label=what, file=sys.stderr, show_pos=False)
+        self._bar.__enter__()
+
+    def advance(self, amount: int) -> None:
+        self._bar.update(amount)
+
+    def end(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+def _print_copy_summary(summary: Summary) -> None:
+    if summary.rows_note:
+        typer.echo(f"rows: {summary.rows_note}")
+    else:
+        width = max(len(name) for name in [t.table for t in summary.tables] + list(summary.skipped_tables))
+        digits = max(len("COPIED"), *(len(str(t.rows)) for t in summary.tables))
+        typer.echo(f"{'TABLE':<{width}}  {'ROWS':>{digits}}  {'COPIED':>{digits}}")
+        for table in summary.tables:
+            typer.echo(f"{table.table:<{width}}  {table.rows:>{digits}}  {table.copied:>{digits}}")
+        for name, reason in summary.skipped_tables.items():
+            typer.echo(f"{name:<{width}}  skipped: {reason}")
+    if summary.blobs_note:
+        typer.echo(f"blobs: {summary.blobs_note}")
+    else:
+        typer.echo(
+            f"blobs: {summary.blobs_copied} copied ({summary.bytes_copied / 1024**2:.1f} MiB), "
+            f"{summary.blobs_present} already there, {len(summary.blob_failures)} failed"
+        )
+        for failure in summary.blob_failures:
+            typer.echo(f"  failed {failure.digest}: {failure.reason}")
+    typer.echo(f"elapsed: {summary.elapsed_seconds:.1f} s")
+
+
 @app.callback()
 def _everywhere(database_url: DatabaseUrlOption = None, storage_url: StorageUrlOption = None) -> None:
     """Portside: a self-hosted container registry. `--database-url` and `--storage-url` given
@@ -144,6 +234,7 @@ def _everywhere(database_url: DatabaseUrlOption = None, storage_url: StorageUrlO
 
 
 admin.register(app)
+lifecycle.register(app)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.sql import Executable, Insert
 
 from portside.faults import clear
 from portside.metadata.errors import UNREACHABLE, database_problem
+from portside.metadata.locks import KeyLocks
 from portside.metadata.writer import SqliteWriter
 
 T = TypeVar("T")
@@ -81,18 +82,28 @@ def upgrade(url: str) -> None:
     command.upgrade(_alembic(url), "head")
 
 
+def head_revision() -> str | None:
+    """The schema revision this release's migrations end at."""
+    return ScriptDirectory.from_config(_alembic("sqlite://")).get_current_head()
+
+
+def current_revision(url: str) -> str | None:
+    """The database's schema revision (None: no Portside schema yet)."""
+    engine = create_engine(engine_url(url))
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
 def schema_behind(url: str) -> str | None:
     """Why the database's schema is too old for this release (None when it is current, or newer:
     migrations are additive first, so a replica of the previous release keeps working on the next
     release's schema during a rolling upgrade)."""
     script = ScriptDirectory.from_config(_alembic(url))
     head = script.get_current_head()
-    engine = create_engine(engine_url(url))
-    try:
-        with engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
-    finally:
-        engine.dispose()
+    current = current_revision(url)
     if current == head:
         return None
     if current is None:
@@ -165,6 +176,7 @@ class Database:
         self.dialect = engine.dialect.name
         self._inline_reads = self.dialect == "sqlite"
         self._loop_connection: Any = None  # the DBAPI connection for inline reads (SQLite)
+        self.locks = KeyLocks(engine)  # named locks across processes (metadata.locks)
         database = engine.url.database
         self._sqlite_writer = (
             SqliteWriter(engine, Path(f"{database}-writer.lock"))

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Dialect,
@@ -68,6 +69,7 @@ def byte_ordered_name(length: int) -> String:
 NAME_LENGTH = 255
 DIGEST_LENGTH = 140  # "sha512:" + 128 hex digits
 MEDIA_TYPE_LENGTH = 255
+LOCATION_LENGTH = 255
 
 repositories = Table(
     "repositories",
@@ -97,6 +99,23 @@ blobs = Table(
     Column("digest", String(DIGEST_LENGTH), primary_key=True),
     Column("size", BigInteger, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    # Where the blob store keeps the bytes when not at the content address (NULL): what its commit
+    # returned, e.g. S3's chunked/<upload id> for a chunked upload completed without a copy.
+    Column("location", String(LOCATION_LENGTH)),
+    # When the blob was last uploaded or mounted (NULL: created_at); garbage collection waits
+    # gc_grace_seconds after it (migration 0014 says why).
+    Column("seen_at", UtcDateTime()),
+)
+
+# Blobs whose rows garbage collection removed, until their bytes are gone from the store too.
+blob_deletions = Table(
+    "blob_deletions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("digest", String(DIGEST_LENGTH), nullable=False),
+    Column("location", String(LOCATION_LENGTH)),
+    Column("size", BigInteger, nullable=False),
+    Column("deleted_at", UtcDateTime(), nullable=False),
 )
 
 repository_blobs = Table(
@@ -297,4 +316,21 @@ chores = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("last_run_at", UtcDateTime(), nullable=False),
+)
+
+# Immutable tags: shell-style patterns (a JSON list) on tag names that, once a tag matching one
+# exists, may not move to another digest nor be removed. A row belongs to one package (its own
+# setting) or to one account (the default for every package of that user or organization); a
+# package's own row, when there is one, replaces the owner's. Read by every push by tag, in the
+# transaction that moves the tag, through the two unique indexes.
+immutable_tags = Table(
+    "immutable_tags",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), unique=True),
+    Column("owner_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), unique=True),
+    Column("patterns", Text, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    CheckConstraint("(repository_id IS NULL) <> (owner_id IS NULL)", name="ck_immutable_tags_one_subject"),
 )

@@ -26,7 +26,7 @@ from portside.packages.service import VersionInfo
 from portside.registry.errors import DigestInvalid
 from portside.registry.manifests import CONFIG_TYPES, INDEX_TYPES
 from portside.registry.references import Digest
-from portside.registry.service import MAX_CONFIG
+from portside.registry.service import MAX_CONFIG, blob_location
 
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 REFERRER_DEPTH = 3  # levels of the tree; below that, referrers are counted and shown on their own page
@@ -240,9 +240,11 @@ class VersionDetails:
             return None, "missing"
         try:
             # At most 1 MiB, read by the store off the event loop.
-            raw = await self.store.read_small(blob.digest, MAX_CONFIG)
+            location = await self.db.read(blob_location, blob.digest)
+            raw = await self.store.read_small(blob.digest, MAX_CONFIG, location=location)
             if raw is None:
-                return None, "missing" if await self.store.size(blob.digest) is None else "too_large"
+                missing = await self.store.size(blob.digest, location=location) is None
+                return None, "missing" if missing else "too_large"
         except (OSError, Unavailable):
             return None, "missing"
         config = _json_object(raw)

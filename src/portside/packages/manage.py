@@ -9,6 +9,7 @@ about HTTP; refusals are `PackageError`s with the status they mean.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ import anyio
 from sqlalchemy import Connection, delete, select, update
 
 from portside.access import accounts as acc
-from portside.access.audit import AuditEvent, events_since
+from portside.access.audit import AuditEvent, events_since, record
 from portside.access.policy import (
     SCOPE_FOR,
     SCOPE_GRANTS,
@@ -32,8 +33,9 @@ from portside.access.policy import (
 from portside.access.service import Access
 from portside.clock import now
 from portside.metadata.database import Database
-from portside.metadata.schema import repositories, tags
+from portside.metadata.schema import manifests, repositories, tags
 from portside.packages.service import Conflict, Forbidden, NotFound, PackageError, Packages
+from portside.registry import gc, immutable
 from portside.registry.quotas import Quotas, Usage
 
 T = TypeVar("T")
@@ -209,6 +211,7 @@ class Management:
             ).rowcount
             if not removed:
                 raise NotFound(f"tag {tag} not found in {package}")
+            immutable.refuse_untag(conn, repository_id, tag)  # raising undoes the delete
             # Workers cache tag lists per tags_version: bump it, as every tag change does.
             conn.execute(
                 update(repositories)
@@ -216,8 +219,61 @@ class Management:
                 .values(tags_version=repositories.c.tags_version + 1)
             )
 
-        await self.db.write(change)
+        try:
+            await self.db.write(change)
+        except immutable.ImmutableTag as exc:
+            raise Forbidden(exc.message) from None
         await self.access.audit(actor, "package.untag", package, "-", tag=tag)
+
+    # -- immutable tags ------------------------------------------------------------------------
+
+    async def _rules(self, write: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            if write:
+                return await self.db.write(fn, *args, **kwargs)
+            return await self.db.read(functools.partial(fn, **kwargs), *args)
+        except immutable.NotFound as exc:
+            raise NotFound(str(exc)) from None
+
+    async def immutable_tags(self, actor: Actor, package: str) -> immutable.Setting:
+        """A package's immutable-tag patterns: its own, its owner's default, the effective ones.
+        Whoever may pull it may read them (a pusher can tell which tags will not move)."""
+        await self._allow(actor, package, Action.PULL)
+        return await self._rules(False, immutable.package_setting, package)
+
+    async def set_immutable_tags(self, actor: Actor, package: str, patterns: tuple[str, ...]) -> immutable.Setting:
+        """Set a package's own patterns (they replace the owner's default); none clears them."""
+        await self._allow(actor, package, Action.PULL, Action.MANAGE)
+        return await self._rules(True, immutable.set_package_patterns, package, patterns, actor=actor.name or "-")
+
+    async def _owner_rules_allowed(self, actor: Actor, owner: str, kind: str, change: bool) -> None:
+        what = f"{'change' if change else 'see'} the immutable-tag default of {owner}"
+        if kind == "org":
+            if change:
+                await self._org_owner(actor, owner, what)
+            else:
+                await self._org_member(actor, owner, what)
+            return
+        await self._read(acc.get_account, owner, "user")
+        if actor.name != owner and not actor.site_admin:
+            raise Forbidden(f"only {owner} and site admins can {what}")
+        self._token_allows(actor, Action.MANAGE if change else Action.PULL, what)
+
+    async def owner_immutable_tags(self, actor: Actor, owner: str, kind: str) -> immutable.OwnerSetting:
+        """The default patterns of a user's or an organization's packages: members (of an
+        organization), the user themself, and site admins may read them."""
+        await self._owner_rules_allowed(actor, owner, kind, change=False)
+        return await self._rules(False, immutable.owner_setting, owner, kind=kind)
+
+    async def set_owner_immutable_tags(
+        self, actor: Actor, owner: str, kind: str, patterns: tuple[str, ...]
+    ) -> immutable.OwnerSetting:
+        """Set the default for every package of the owner: organization owners, the user themself,
+        site admins."""
+        await self._owner_rules_allowed(actor, owner, kind, change=True)
+        return await self._rules(
+            True, immutable.set_owner_patterns, owner, patterns, kind=kind, actor=actor.name or "-"
+        )
 
     async def delete_versions(self, actor: Actor, package: str, ids: list[int], *, force: bool) -> BatchResult:
         """Delete many versions, each as `Packages.delete_version` does. A version that a live
@@ -246,6 +302,45 @@ class Management:
             deleted=deleted,
             failed=[(version_id, failed[version_id].message) for version_id in sorted(failed, key=order.__getitem__)],
         )
+
+    async def purge_versions(self, actor: Actor, package: str, ids: list[int]) -> list[int]:
+        """Delete versions (live or deleted) for good: no restore window. Their blobs go with the
+        next garbage collection pass. The ids deleted, with the platform images and referrers that
+        went with them (registry.gc.purge_manifests)."""
+        await self._allow(actor, package, Action.PULL, Action.DELETE)
+
+        def change(conn: Connection) -> list[int]:
+            repository_id = _repository(conn, package)
+            known = {
+                int(row[0])
+                for row in conn.execute(
+                    select(manifests.c.id).where(manifests.c.repository_id == repository_id, manifests.c.id.in_(ids))
+                )
+            }
+            if missing := [i for i in ids if i not in known]:
+                raise NotFound(f"version {missing[0]} not found in {package}")
+            purged = gc.purge_manifests(conn, repository_id, ids)
+            record(conn, actor.name or "-", "package.purge_versions", package, {"versions": purged})
+            return purged
+
+        try:
+            return await self.db.write(change)
+        except immutable.ImmutableTag as exc:
+            raise Forbidden(exc.message) from None
+
+    async def purge_package(self, actor: Actor, package: str) -> int:
+        """Delete a package for good with every version; the number of versions."""
+        await self._allow(actor, package, Action.PULL, Action.DELETE)
+
+        def change(conn: Connection) -> int:
+            count = gc.purge_package(conn, _repository(conn, package))
+            record(conn, actor.name or "-", "package.purge", package, {"versions": count})
+            return count
+
+        try:
+            return await self.db.write(change)
+        except immutable.ImmutableTag as exc:
+            raise Forbidden(exc.message) from None
 
     # -- tokens --------------------------------------------------------------------------------
 
@@ -519,3 +614,10 @@ class Management:
     async def audit(self, actor: Actor, since: datetime) -> list[AuditEvent]:
         self._site_admin(actor, Action.PULL, "read the audit log")
         return await self._read(events_since, since)
+
+
+def _repository(conn: Connection, package: str) -> int:
+    found = gc.live_package(conn, package)
+    if found is None:
+        raise NotFound(f"package {package} not found")
+    return found

@@ -9,12 +9,12 @@ had, to bring back those that have not moved meanwhile. Nothing here knows about
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Row, and_, delete, exists, func, select, update
+from sqlalchemy import Connection, Row, and_, exists, func, select, update
 
 from portside.access.policy import VISIBILITIES, Action, Actor, scope_allows
 from portside.access.service import Access
@@ -22,6 +22,7 @@ from portside.access.visibility import readable
 from portside.clock import now
 from portside.metadata.database import Database
 from portside.metadata.schema import accounts, blobs, manifest_references, manifests, repositories, tags
+from portside.registry import immutable
 from portside.registry.service import hide_manifest
 
 T = TypeVar("T")
@@ -280,13 +281,15 @@ class Packages:
 
         def change(conn: Connection) -> None:
             repository_id = _live_id(conn, package)
+            # Deleting would free the name, and a new package could take the immutable tags elsewhere.
+            immutable.refuse_package_deletion(conn, repository_id)
             conn.execute(
                 update(repositories)
                 .where(repositories.c.id == repository_id)
                 .values(name=deleted_name(package, repository_id), deleted_at=now())
             )
 
-        await self.db.write(change)
+        await _refusing_immutable(self.db.write(change))
         await self.access.audit(actor, "package.delete", package, "-")
 
     async def restore(self, actor: Actor, package: str, package_id: int | None = None) -> None:
@@ -386,7 +389,7 @@ class Packages:
                 )
             hide_manifest(conn, repository_id, version_id, version.tags)
 
-        await self.db.write(change)
+        await _refusing_immutable(self.db.write(change))
         await self.access.audit(actor, "package.delete_version", package, "-", version=version_id)
 
     async def restore_version(self, actor: Actor, package: str, version_id: int) -> list[str]:
@@ -430,17 +433,13 @@ class Packages:
         await self.access.audit(actor, "package.restore_version", package, "-", version=version_id)
         return kept_elsewhere
 
-    # -- housekeeping --------------------------------------------------------------------------
 
-    async def purge(self) -> int:
-        """Forget packages and versions deleted longer ago than the restore window."""
-        cutoff = now() - self.restore_window
-
-        def change(conn: Connection) -> int:
-            purged = conn.execute(delete(repositories).where(repositories.c.deleted_at < cutoff)).rowcount
-            return purged + conn.execute(delete(manifests).where(manifests.c.deleted_at < cutoff)).rowcount
-
-        return await self.db.write(change)
+async def _refusing_immutable(write: Awaitable[T]) -> T:
+    """A change that an immutable tag refuses is a 403 with the rule's message."""
+    try:
+        return await write
+    except immutable.ImmutableTag as exc:
+        raise Forbidden(exc.message) from None
 
 
 def _escape(text: str) -> str:

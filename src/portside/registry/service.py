@@ -7,6 +7,7 @@ store. Nothing here knows about HTTP.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,12 +19,14 @@ from portside.clock import now
 from portside.metadata.database import Database
 from portside.metadata.schema import (
     blobs,
+    immutable_tags,
     manifest_references,
     manifests,
     repositories,
     repository_blobs,
     tags,
 )
+from portside.registry import immutable
 from portside.registry.errors import (
     BlobUnknown,
     DigestInvalid,
@@ -37,6 +40,7 @@ from portside.registry.manifests import ParsedManifest, parse_manifest
 from portside.registry.quotas import Quotas
 from portside.registry.references import Digest, lookup_reference, parse_reference
 
+log = logging.getLogger("portside.registry")
 MAX_PAGE = 1000
 TAG_PAGE_CACHE = 256  # tag-list pages kept per process (at most ~15 MiB of names)
 MAX_CONFIG = 1024 * 1024  # image configs read for their labels; larger ones are not looked into
@@ -66,12 +70,19 @@ class Page:
     more: bool
 
 
+def blob_location(conn: Connection, digest: str) -> str | None:
+    """Where the store keeps a blob's bytes when not at its content address (see BlobStore)."""
+    return conn.execute(select(blobs.c.location).where(blobs.c.digest == digest)).scalar()
+
+
 def _repository_id(conn: Connection, name: str) -> int | None:
     return conn.execute(select(repositories.c.id).where(repositories.c.name == name)).scalar()
 
 
 def hide_manifest(conn: Connection, repository_id: int, manifest_id: int, tag_names: list[str]) -> None:
-    """Delete a version the restorable way: hidden from pulls and lists, its tags kept to come back."""
+    """Delete a version the restorable way: hidden from pulls and lists, its tags kept to come back.
+    Refused (ImmutableTag) when one of its tags is immutable: every way of deleting a version passes here."""
+    immutable.refuse_version_deletion(conn, repository_id, manifest_id, tag_names)
     conn.execute(
         update(manifests)
         .where(manifests.c.id == manifest_id)
@@ -129,7 +140,7 @@ class Registry:
         self._downloads: Counter[tuple[str, str]] = Counter()  # (repository, digest): pulls not yet written
         self._tags_page = db.query(tag_names.limit(bindparam("limit")))
         self._blob_size = db.query(
-            select(blobs.c.size)
+            select(blobs.c.size, blobs.c.location)
             .select_from(repository_blobs.join(repositories).join(blobs))
             .where(repositories.c.name == name, repository_blobs.c.digest == ref)
         )
@@ -141,14 +152,18 @@ class Registry:
         )
         self._insert_blob = db.query(
             db.insert(blobs)
-            .values(digest=digest, size=bindparam("size"), created_at=at)
+            .values(digest=digest, size=bindparam("size"), location=bindparam("location"), created_at=at)
             .on_conflict_do_nothing(index_elements=["digest"])
         )
+        # FOR SHARE on PostgreSQL (nothing on SQLite, whose one writer excludes the rest): garbage
+        # collection's FOR UPDATE on the same link waits until this push commits, then sees its
+        # references; or it removed the link first, and this push finds the blob missing (registry.gc).
         self._has_blob = db.query(
-            select(repository_blobs.c.digest).where(
-                repository_blobs.c.repository_id == repository_id, repository_blobs.c.digest == digest
-            )
+            select(repository_blobs.c.digest)
+            .where(repository_blobs.c.repository_id == repository_id, repository_blobs.c.digest == digest)
+            .with_for_update(read=True)
         )
+        self._seen_blob = db.query(update(blobs).where(blobs.c.digest == digest).values(seen_at=at))
         self._manifest_id = db.query(
             select(manifests.c.id).where(manifests.c.repository_id == repository_id, manifests.c.digest == digest)
         )
@@ -225,6 +240,27 @@ class Registry:
                 set_={"manifest_id": tag.excluded.manifest_id, "updated_at": tag.excluded.updated_at},
             )
         )
+        # Immutable tags: a new one is only ever inserted (never overwritten by a concurrent push).
+        self._add_tag = db.query(tag.on_conflict_do_nothing(index_elements=["repository_id", "name"]))
+        self._tag_digest = db.query(
+            select(manifests.c.digest)
+            .select_from(tags.join(manifests, manifests.c.id == tags.c.manifest_id))
+            .where(tags.c.repository_id == repository_id, tags.c.name == name)
+        )
+        # What a push by tag reads before it moves the tag: the package's own immutable-tag
+        # patterns, its owner's default and the digest the tag has now. One query, by primary key
+        # and unique indexes.
+        own, default, current = immutable_tags.alias("own"), immutable_tags.alias("owner_default"), manifests.alias()
+        self._tag_rules = db.query(
+            select(own.c.patterns, default.c.patterns, current.c.digest)
+            .select_from(
+                repositories.outerjoin(own, own.c.repository_id == repositories.c.id)
+                .outerjoin(default, default.c.owner_id == repositories.c.owner_id)
+                .outerjoin(tags, and_(tags.c.repository_id == repositories.c.id, tags.c.name == name))
+                .outerjoin(current, current.c.id == tags.c.manifest_id)
+            )
+            .where(repositories.c.id == repository_id)
+        )
         self._bump_tags_version = db.query(
             update(repositories)
             .where(repositories.c.id == repository_id)
@@ -267,15 +303,18 @@ class Registry:
     # -- blobs ---------------------------------------------------------------------------------
 
     async def blob_size(self, name: str, digest: Digest) -> int:
-        size = await self.stored_size(name, digest)
-        if size is None:
+        return (await self._stored(name, digest))[0]
+
+    async def _stored(self, name: str, digest: Digest) -> tuple[int, str | None]:
+        row = await self.db.fetch_one(self._blob_size, name=name, ref=str(digest))
+        if row is None:
             raise BlobUnknown(f"blob {digest} is not in repository {name}", detail={"digest": str(digest)})
-        return size
+        return int(row[0]), row[1]
 
     async def read_blob(self, name: str, digest: Digest, byte_range: tuple[int, int] | None) -> BlobRead:
         """How to send a blob of repository `name`: a local file, a redirect or a stream."""
-        size = await self.blob_size(name, digest)
-        return await self.store.serve(str(digest), size, byte_range)
+        size, location = await self._stored(name, digest)
+        return await self.store.serve(str(digest), size, byte_range, location=location)
 
     async def delete_blob(self, name: str, digest: Digest) -> None:
         def change(conn: Connection) -> int:
@@ -290,17 +329,39 @@ class Registry:
         if not await self.db.write(change):
             raise BlobUnknown(f"blob {digest} is not in repository {name}", detail={"digest": str(digest)})
 
-    def link_blob(self, conn: Connection, name: str, digest: str, size: int, on_create: OnCreate | None) -> None:
-        """Record a verified blob and make it readable in repository `name`."""
+    def link_blob(
+        self,
+        conn: Connection,
+        name: str,
+        digest: str,
+        size: int,
+        on_create: OnCreate | None,
+        location: str | None = None,
+    ) -> bool:
+        """Record a verified blob (its bytes at `location`, see BlobStore) and make it readable in
+        repository `name`. False when the blob was recorded before: its row, and where it says the
+        bytes are, win, and a `location` given here is the caller's to delete. The caller holds the
+        digest's lock (db.locks) from before the bytes were stored, as garbage collection does."""
         at = now()
-        self.db.execute(conn, self._insert_blob, digest=digest, size=size, at=at)
+        inserted = self.db.execute(conn, self._insert_blob, digest=digest, size=size, location=location, at=at)
+        if not inserted:  # wanted again: garbage collection waits its grace period from now
+            self.db.execute(conn, self._seen_blob, digest=digest, at=at)
         repository_id = self.ensure_repository(conn, name, on_create)
         self.db.execute(conn, self._link_blob, repository_id=repository_id, digest=digest, at=at)
+        return bool(inserted)
+
+    async def drop_duplicate(self, digest: str, location: str) -> None:
+        """Delete the bytes of a blob that lost to an earlier row of the same digest: nothing
+        refers to them. If the store fails, they stay for garbage collection (it lists locations)."""
+        try:
+            await self.store.delete(digest, location=location)
+        except Exception as error:  # a leftover, never the push's failure
+            log.warning("could not delete duplicate copy of %s at %s: %s", digest, location, error)
 
     async def stored_size(self, name: str, digest: Digest) -> int | None:
         """The size of a blob in repository `name`, None when it has none."""
         row = await self.db.fetch_one(self._blob_size, name=name, ref=str(digest))
-        return row[0] if row else None
+        return int(row[0]) if row else None
 
     async def find_blob(self, digest: Digest, where: ColumnElement[bool]) -> int | None:
         """The size of a blob held by any repository matching `where`, None when there is none."""
@@ -315,12 +376,23 @@ class Registry:
 
         return await self.db.read(query)
 
-    async def mount(self, name: str, digest: Digest, size: int, on_create: OnCreate | None = None) -> None:
-        """Link a blob the caller may read elsewhere into `name`. The database is the truth about
-        which blobs exist (garbage collection removes the row with the bytes): the store is not asked."""
+    async def mount(self, name: str, digest: Digest, on_create: OnCreate | None = None) -> bool:
+        """Link a blob the caller may read elsewhere into `name`; False if it is gone (garbage
+        collection took it since the caller looked: the client uploads it instead). The database is
+        the truth about which blobs exist: the store is not asked."""
         if await self.stored_size(name, digest) is not None:
-            return  # already there: nothing to write
-        await self.db.write(self.link_blob, name, str(digest), size, on_create)
+            return True  # already there: nothing to write
+
+        def link(conn: Connection) -> bool:
+            # Never a new blob row: only one whose bytes are stored (the lock keeps GC out).
+            if not self.db.execute(conn, self._seen_blob, digest=str(digest), at=now()):
+                return False
+            repository_id = self.ensure_repository(conn, name, on_create)
+            self.db.execute(conn, self._link_blob, repository_id=repository_id, digest=str(digest), at=now())
+            return True
+
+        async with self.db.locks.hold([str(digest)]):
+            return await self.db.write(link)
 
     # -- manifests -----------------------------------------------------------------------------
 
@@ -373,7 +445,13 @@ class Registry:
     async def _labels(self, parsed: ParsedManifest) -> Labels:
         if parsed.config_digest is None:
             return from_annotations(parsed.annotations)
+        # Configs are small and pushed whole, so at their content address: the database is asked
+        # where else the bytes are only when they are not there (no extra query on every push).
         raw = await self.store.read_small(parsed.config_digest, MAX_CONFIG)
+        if raw is None:
+            location = await self.db.read(blob_location, parsed.config_digest)
+            if location is not None:
+                raw = await self.store.read_small(parsed.config_digest, MAX_CONFIG, location=location)
         return from_config(raw) if raw is not None else Labels()
 
     def _store_manifest(
@@ -387,10 +465,16 @@ class Registry:
     ) -> str | None:
         """Record a pushed manifest; the quota warning to answer with, if any."""
         repository_id = self.ensure_repository(conn, name, on_create)
+        digest, at = str(parsed.digest), now()
+        pattern = current = None
+        if tag is not None:
+            own, default, current = self.db.rows(conn, self._tag_rules, repository_id=repository_id, name=tag)[0]
+            pattern = immutable.matching(immutable.parse(own) if own is not None else immutable.parse(default), tag)
+            if pattern is not None and current is not None and current != digest:
+                raise immutable.refuse_push(conn, repository_id, tag, pattern)
         self._check_references(conn, repository_id, name, parsed)
         # Before this manifest's references exist: what it adds is what the owner does not count yet.
         warning = self.quotas.check_push(conn, repository_id, parsed.blob_digests)
-        digest, at = str(parsed.digest), now()
         self.db.execute(conn, self._revive_manifest, repository_id=repository_id, digest=digest, at=at)
         if labels.any:
             self.db.execute(
@@ -427,9 +511,19 @@ class Registry:
             references += [(d, "manifest") for d in sorted(set(parsed.child_digests))]
             for reference, kind in references:
                 self.db.execute(conn, self._insert_reference, manifest_id=manifest_id, digest=reference, kind=kind)
-        if tag is not None:
+        if tag is None or (pattern is not None and current is not None):
+            return warning  # no tag, or an immutable tag pushed again with its digest: nothing changes
+        if pattern is None:
             self.db.execute(conn, self._set_tag, repository_id=repository_id, name=tag, manifest_id=manifest_id, at=at)
-            self.db.execute(conn, self._bump_tags_version, repository_id=repository_id)
+        elif not self.db.execute(
+            conn, self._add_tag, repository_id=repository_id, name=tag, manifest_id=manifest_id, at=at
+        ):
+            # A concurrent push created the tag after the read above (PostgreSQL; SQLite's one
+            # writer never gets here): the tag is immutable now, the same digest or nothing.
+            if self.db.rows(conn, self._tag_digest, repository_id=repository_id, name=tag)[0][0] != digest:
+                raise immutable.refuse_push(conn, repository_id, tag, pattern)
+            return warning
+        self.db.execute(conn, self._bump_tags_version, repository_id=repository_id)
         return warning
 
     def _check_references(self, conn: Connection, repository_id: int, name: str, parsed: ParsedManifest) -> None:
@@ -468,6 +562,7 @@ class Registry:
                     delete(tags).where(tags.c.repository_id == repository_id, tags.c.name == ref)
                 ).rowcount:
                     return False
+                immutable.refuse_untag(conn, repository_id, ref)  # raising undoes the delete
                 self.db.execute(conn, self._bump_tags_version, repository_id=repository_id)
                 return True
             found = self.db.rows(conn, self._live_manifest_id, repository_id=repository_id, digest=str(ref))

@@ -301,20 +301,27 @@ class Uploads:
                     "discarded, push the blob again",
                     detail={"expected": str(digest), "computed": f"{digest.algorithm}:{actual}"},
                 )
-            try:
-                await writer.commit(str(digest), size)
-            except BaseException:
-                await writer.abort()
-                raise
 
-            def record(conn: Connection) -> bool:
+            def record(conn: Connection) -> tuple[bool, bool]:
                 # Only the lease's holder ends the session; the blob is linked in the same transaction.
                 if not self.db.execute(conn, self._remove_leased, upload_id=upload_id, token=leased.token):
-                    return False
-                self.registry.link_blob(conn, name, str(digest), size, on_create)
-                return True
+                    return False, False
+                return True, self.registry.link_blob(conn, name, str(digest), size, on_create, location)
 
-            if not await self.db.write(record):
+            # The digest's lock from storing the bytes to recording them: garbage collection deleting
+            # an earlier copy at the same address never overlaps (registry.gc).
+            async with self.db.locks.hold([str(digest)]):
+                try:
+                    location = await writer.commit(str(digest), size)
+                except BaseException:
+                    await writer.abort()
+                    raise
+                ended, recorded = await self.db.write(record)
+            if location is not None and not recorded:
+                # The digest was stored before (another upload): its row wins and this copy goes.
+                # A session whose lease was lost recorded nothing: no row points at its copy either.
+                await self.registry.drop_duplicate(str(digest), location)
+            if not ended:
                 raise _changed(upload_id)
 
     async def monolithic(

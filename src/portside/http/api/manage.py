@@ -23,6 +23,7 @@ from portside.clock import now
 from portside.http.api import render
 from portside.http.api.routes import ApiError, PackagesApi, _answer
 from portside.packages.manage import MAX_BATCH, Collaborator, Management
+from portside.registry import immutable
 from portside.registry.quotas import Usage
 
 PREFIX = "/api/v3/portside"
@@ -47,19 +48,23 @@ class ManageApi:
             route(package + "/collaborators/users/{username}", self.user_collaborator, "PUT", "DELETE"),
             route(package + "/collaborators/teams/{team}", self.team_collaborator, "PUT", "DELETE"),
             route(package + "/collaborators", self.collaborators, "GET"),
+            route(package + "/immutable-tags", self.package_immutable_tags, "GET", "PUT"),
             route(package + "/tags/{tag}", self.untag, "DELETE"),
             route(package + "/versions/delete", self.delete_versions, "POST"),
-            route(package, self.package_settings, "PATCH"),
+            route(package + "/versions/purge", self.purge_versions, "POST"),
+            route(package, self.package_settings, "PATCH", "DELETE"),
             route(PREFIX + "/user/tokens", self.tokens, "GET", "POST"),
             route(PREFIX + "/user/tokens/{token_id:int}", self.revoke_token, "DELETE"),
             route(PREFIX + "/users", self.users, "GET", "POST"),
             route(PREFIX + "/users/{username}", self.user, "PATCH", "DELETE"),
             route(PREFIX + "/users/{username}/usage", self.user_usage, "GET"),
             route(PREFIX + "/users/{username}/tokens", self.user_tokens, "GET"),
+            route(PREFIX + "/users/{username}/immutable-tags", self.owner_immutable_tags, "GET", "PUT"),
             route(PREFIX + "/users/{username}/tokens/{token_id:int}", self.revoke_token, "DELETE"),
             route(PREFIX + "/orgs", self.orgs, "GET", "POST"),
             route(org, self.org_settings, "PATCH"),
             route(org + "/usage", self.org_usage, "GET"),
+            route(org + "/immutable-tags", self.owner_immutable_tags, "GET", "PUT"),
             route(org + "/members", self.members, "GET"),
             route(org + "/members/{username}", self.member, "PUT", "DELETE"),
             route(org + "/teams", self.teams, "GET", "POST"),
@@ -78,6 +83,8 @@ class ManageApi:
 
     async def package_settings(self, request: Request) -> Response:
         actor, name = await self._package(request)
+        if request.method == "DELETE":
+            return await self._delete_package(request, actor, name)
         body = await _object(request, '{"visibility": "private|internal|public"}', "visibility")
         visibility = _choice(body, "visibility", VISIBILITIES, required=True)
         await self.manage.set_visibility(actor, name, visibility)
@@ -113,20 +120,50 @@ class ManageApi:
         actor, name = await self._package(request)
         expected = '{"ids": [VERSION_ID, ...], "force": false}'
         body = await _object(request, expected, "ids", "force")
-        ids = body.get("ids")
-        if (
-            not isinstance(ids, list)
-            or not ids
-            or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)
-        ):
-            raise ApiError(400, f"Invalid request: ids must be a list of positive version ids; send {expected}")
-        if len(ids) > MAX_BATCH:
-            raise ApiError(400, f"Invalid request: at most {MAX_BATCH} ids in one call, not {len(ids)}")
+        ids = _version_ids(body, expected)
         force = _boolean(body, "force", expected) or False
         result = await self.manage.delete_versions(actor, name, ids, force=force)
         return JSONResponse(
             {"deleted": result.deleted, "failed": [{"id": i, "message": message} for i, message in result.failed]}
         )
+
+    async def _delete_package(self, request: Request, actor: Actor, name: str) -> Response:
+        permanent = request.query_params.get("permanent", "false")
+        if permanent not in ("true", "false"):
+            raise ApiError(400, f"Invalid request: permanent must be true or false, not {permanent!r}")
+        if permanent == "false":  # as the packages API: restorable for the restore window
+            await self.api.packages.delete(actor, name)
+            return Response(status_code=204)
+        versions = await self.manage.purge_package(actor, name)
+        return JSONResponse({"purged": name, "versions": versions})
+
+    async def purge_versions(self, request: Request) -> Response:
+        actor, name = await self._package(request)
+        expected = '{"ids": [VERSION_ID, ...]}'
+        body = await _object(request, expected, "ids")
+        ids = _version_ids(body, expected)
+        purged = await self.manage.purge_versions(actor, name, list(dict.fromkeys(ids)))
+        return JSONResponse({"purged": purged})
+
+    # -- immutable tags ------------------------------------------------------------------------
+
+    async def package_immutable_tags(self, request: Request) -> Response:
+        actor, name = await self._package(request)
+        if request.method == "GET":
+            return JSONResponse(_package_rules(await self.manage.immutable_tags(actor, name)))
+        patterns = await _patterns(request)
+        return JSONResponse(_package_rules(await self.manage.set_immutable_tags(actor, name, patterns)))
+
+    async def owner_immutable_tags(self, request: Request) -> Response:
+        actor = await self._actor(request)
+        params = request.path_params
+        owner, kind = (params["org"], "org") if "org" in params else (params["username"], "user")
+        if request.method == "GET":
+            found = await self.manage.owner_immutable_tags(actor, owner, kind)
+        else:
+            patterns = await _patterns(request)
+            found = await self.manage.set_owner_immutable_tags(actor, owner, kind, patterns)
+        return JSONResponse({"owner": found.owner, "type": found.kind, "patterns": list(found.patterns)})
 
     # -- tokens --------------------------------------------------------------------------------
 
@@ -298,6 +335,17 @@ async def _object(request: Request, expected: str, *fields: str) -> dict[str, An
     return body
 
 
+async def _patterns(request: Request) -> tuple[str, ...]:
+    expected = '{"patterns": ["v*", "release-*"]} ([] clears)'
+    body = await _object(request, expected, "patterns")
+    if "patterns" not in body:
+        raise ApiError(400, f"Invalid request: patterns is required; send {expected}")
+    try:
+        return immutable.validate(body["patterns"])
+    except immutable.InvalidPatterns as exc:
+        raise ApiError(400, f"Invalid request: {exc}") from None
+
+
 def _string(body: dict[str, Any], key: str, expected: str) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not value:
@@ -365,6 +413,16 @@ def _since(value: str | None) -> datetime:
 
 def _collaborator(c: Collaborator) -> dict[str, str]:
     return {"type": c.kind, "name": c.name, "role": c.role}
+
+
+def _package_rules(setting: immutable.Setting) -> dict[str, Any]:
+    return {
+        "package": setting.package,
+        "patterns": list(setting.own or ()),  # the package's own; [] when it has none
+        "owner_default": list(setting.default or ()),
+        "effective": list(setting.effective),
+        "effective_from": setting.source,  # "package", "owner" or null (no tag is immutable)
+    }
 
 
 def _token(t: acc.TokenInfo) -> dict[str, Any]:
@@ -436,3 +494,16 @@ def _event(e: AuditEvent) -> dict[str, Any]:
         "client": e.client,
         "detail": e.detail,
     }
+
+
+def _version_ids(body: dict[str, Any], expected: str) -> list[int]:
+    ids = body.get("ids")
+    if (
+        not isinstance(ids, list)
+        or not ids
+        or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)
+    ):
+        raise ApiError(400, f"Invalid request: ids must be a list of positive version ids; send {expected}")
+    if len(ids) > MAX_BATCH:
+        raise ApiError(400, f"Invalid request: at most {MAX_BATCH} ids in one call, not {len(ids)}")
+    return ids

@@ -145,6 +145,26 @@ _STRINGS = {"type": "array", "items": STRING}
 
 _QUOTA = {"type": ["integer", "null"], "minimum": 0, "description": "bytes; null: the site's default"}
 MANAGE_SCHEMAS: dict[str, Any] = {
+    "ImmutableTags": {
+        "type": "object",
+        "required": ["package", "patterns", "owner_default", "effective", "effective_from"],
+        "properties": {
+            "package": {**STRING, "description": "OWNER/NAME"},
+            "patterns": {**_STRINGS, "description": "The package's own patterns ([]: none, the owner's apply)"},
+            "owner_default": {**_STRINGS, "description": "The owner's default patterns"},
+            "effective": {**_STRINGS, "description": "What pushes and deletions are checked against"},
+            "effective_from": {"type": ["string", "null"], "enum": ["package", "owner", None]},
+        },
+    },
+    "OwnerImmutableTags": {
+        "type": "object",
+        "required": ["owner", "type", "patterns"],
+        "properties": {
+            "owner": STRING,
+            "type": {"type": "string", "enum": ["user", "org"]},
+            "patterns": {**_STRINGS, "description": "The default for every package of the owner"},
+        },
+    },
     "Collaborator": {
         "type": "object",
         "required": ["type", "name", "role"],
@@ -153,6 +173,16 @@ MANAGE_SCHEMAS: dict[str, Any] = {
             "name": {**STRING, "description": "A user, or a team of the package's organization"},
             "role": {"type": "string", "enum": ["read", "write", "admin"]},
         },
+    },
+    "VersionPurge": {
+        "type": "object",
+        "required": ["purged"],
+        "properties": {"purged": {"type": "array", "items": INTEGER}},
+    },
+    "PackagePurge": {
+        "type": "object",
+        "required": ["purged", "versions"],
+        "properties": {"purged": STRING, "versions": INTEGER},
     },
     "VersionDeletion": {
         "type": "object",
@@ -378,6 +408,15 @@ def manage_paths() -> dict[str, Any]:
     token_id = _param("token_id", "path", INTEGER)
     team = _param("team", "path", STRING, "a team of the package's organization")
     admin_write = "Package admin; write:packages."
+    patterns_body = _body(
+        ["patterns"],
+        patterns={
+            "type": "array",
+            "maxItems": 50,
+            "items": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9_.*?\\[\\]-]+$"},
+            "description": "Shell-style globs on tag names (fnmatch, case-sensitive)",
+        },
+    )
     role_body = _body(["role"], role={"type": "string", "enum": ["read", "write", "admin"]})
     collaborator = {
         "put": _manage(
@@ -412,7 +451,17 @@ def manage_paths() -> dict[str, Any]:
                 {"200": _response("OK", _ref("Package"))},
                 one,
                 _body(["visibility"], visibility={"type": "string", "enum": ["private", "internal", "public"]}),
-            )
+            ),
+            "delete": _manage(
+                "Delete a package: restorably, or for good with ?permanent=true",
+                "Package admin; read:packages and delete:packages. Permanently: every version goes now, with no "
+                "restore window, and its blobs with the next garbage collection pass (docs/lifecycle.md).",
+                {
+                    "200": _response("Deleted for good", _ref("PackagePurge")),
+                    "204": _response("Deleted; restorable for the restore window"),
+                },
+                [*one, _param("permanent", "query", {"type": "boolean", "default": False})],
+            ),
         },
         f"{package}/collaborators": {
             "get": _manage(
@@ -427,6 +476,21 @@ def manage_paths() -> dict[str, Any]:
         },
         f"{package}/collaborators/teams/{{team}}": {
             method: {**op, "parameters": [*one, team]} for method, op in collaborator.items()
+        },
+        f"{package}/immutable-tags": {
+            "get": _manage(
+                "A package's immutable-tag patterns: its own, its owner's default, the effective ones",
+                "Anyone who may pull the package; read:packages.",
+                {"200": _response("OK", _ref("ImmutableTags"))},
+                one,
+            ),
+            "put": _manage(
+                "Set a package's immutable-tag patterns (they replace the owner's default; [] clears)",
+                admin_write,
+                {"200": _response("OK", _ref("ImmutableTags"))},
+                one,
+                patterns_body,
+            ),
         },
         f"{package}/tags/{{tag}}": {
             "delete": _manage(
@@ -446,6 +510,20 @@ def manage_paths() -> dict[str, Any]:
                     ["ids"],
                     ids={"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 100},
                     force={"type": "boolean", "default": False},
+                ),
+            )
+        },
+        f"{package}/versions/purge": {
+            "post": _manage(
+                "Delete versions for good (no restore window)",
+                "Package admin; read:packages and delete:packages. With a multi-platform index go its platform "
+                "images that nothing else lists or tags, and every version's referrers; blobs go with the next "
+                "garbage collection pass.",
+                {"200": _response("The ids deleted", _ref("VersionPurge"))},
+                one,
+                _body(
+                    ["ids"],
+                    ids={"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 100},
                 ),
             )
         },
@@ -502,6 +580,21 @@ def manage_paths() -> dict[str, Any]:
                 [username],
             )
         },
+        "/portside/users/{username}/immutable-tags": {
+            "get": _manage(
+                "The immutable-tag default of every package of a user",
+                "The user themself or a site admin; read:packages.",
+                {"200": _response("OK", _ref("OwnerImmutableTags"))},
+                [username],
+            ),
+            "put": _manage(
+                "Set the immutable-tag default of every package of a user ([] clears)",
+                "The user themself or a site admin; write:packages.",
+                {"200": _response("OK", _ref("OwnerImmutableTags"))},
+                [username],
+                patterns_body,
+            ),
+        },
         "/portside/users/{username}/tokens": {
             "get": _manage(
                 "List a user's tokens",
@@ -557,6 +650,21 @@ def manage_paths() -> dict[str, Any]:
                 {"200": _response("OK", _ref("Usage"))},
                 [org_param],
             )
+        },
+        f"{org}/immutable-tags": {
+            "get": _manage(
+                "The immutable-tag default of every package of an organization",
+                "Organization member or site admin; read:packages.",
+                {"200": _response("OK", _ref("OwnerImmutableTags"))},
+                [org_param],
+            ),
+            "put": _manage(
+                "Set the immutable-tag default of every package of an organization ([] clears)",
+                "Organization owner or site admin; write:packages.",
+                {"200": _response("OK", _ref("OwnerImmutableTags"))},
+                [org_param],
+                patterns_body,
+            ),
         },
         f"{org}/members": {
             "get": _manage(

@@ -202,8 +202,8 @@ class Distribution:
         if mount:
             digest = Digest.parse(mount)
             size = await self._mountable(request, actor, name, digest, source)
-            if size is not None:
-                await self.registry.mount(name, digest, size, self._creator(actor))
+            # Not mountable, or collected as garbage since: an upload session instead, as the spec says.
+            if size is not None and await self.registry.mount(name, digest, self._creator(actor)):
                 return self._blob_created(request, name, digest)
         elif (digest_param := params.get("digest")) is not None:
             digest = Digest.parse(digest_param)

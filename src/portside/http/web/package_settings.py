@@ -1,4 +1,4 @@
-"""Package settings: visibility, access, deletion and restore of packages and versions.
+"""Package settings: visibility, access, immutable tags, deletion and restore of packages and versions.
 
 Every decision is the services': `Management` and `Packages` ask the one decision function and refuse
 with a reason, which these pages show. A package the viewer may not read is the same 404 page as one
@@ -32,6 +32,7 @@ from portside.http.web.site import (
 )
 from portside.packages.manage import Management
 from portside.packages.service import Conflict, Forbidden, NotFound, Owner, PackageError, PackageInfo, Packages
+from portside.registry import immutable
 
 GET, POST = ["GET", "HEAD"], ["POST"]
 ROLES = ("read", "write", "admin")
@@ -83,7 +84,9 @@ class PackageSettings:
                 Route(package + "/settings/visibility", page(self.set_visibility), methods=POST),
                 Route(package + "/settings/collaborators", page(self.set_collaborator), methods=POST),
                 Route(package + "/settings/collaborators/remove", page(self.remove_collaborator), methods=POST),
+                Route(package + "/settings/immutable-tags", page(self.set_immutable_tags), methods=POST),
                 Route(package + "/settings/delete", page(self.delete), methods=POST),
+                Route(package + "/settings/purge", page(self.purge), methods=POST),
                 Route(package + "/versions/{version_id:int}/delete", page(self.delete_version), methods=POST),
                 Route(package + "/versions/{version_id:int}/restore", page(self.restore_version), methods=POST),
                 Route(prefix + "/settings/packages", page(self.deleted), methods=GET),
@@ -138,6 +141,7 @@ class PackageSettings:
                 sentence(exc.message),
                 f"To change its settings you need the admin role on it: ask {_whom(info.owner, info.full_name)}.",
             ) from None
+        rules = await self.management.immutable_tags(actor, info.full_name)
         allowed = await self.packages.visibilities(info.owner)
         # The current visibility stays on offer even when the owner no longer allows it.
         choices = [v for v in VISIBILITIES if v in allowed or v == info.visibility]
@@ -156,6 +160,7 @@ class PackageSettings:
             errors=errors or {},
             form=form or Form({}),
             roles=ROLES,
+            rules=rules,
         )
 
     async def _invalid(
@@ -224,6 +229,29 @@ class PackageSettings:
             return await self._invalid(request, actor, info, "access", exc.message, form, exc.status)
         return self.site.done(request, _base(info) + "/settings", f"Removed the {kind} {name} from {info.full_name}.")
 
+    async def set_immutable_tags(self, request: Request) -> Response:
+        """The package's own patterns, separated by spaces, commas or lines; empty clears them."""
+        form, actor = await self._form(request, _requested(request, "/settings"))
+        info = await self._package(request, actor)
+        try:
+            patterns = immutable.validate(form.get("patterns").replace(",", " ").split())
+        except immutable.InvalidPatterns as exc:
+            return await self._invalid(request, actor, info, "immutable", f"{exc}. Nothing was changed", form, 400)
+        try:
+            setting = await self.management.set_immutable_tags(actor, info.full_name, patterns)
+        except PackageError as exc:
+            return await self._invalid(request, actor, info, "immutable", exc.message, form, exc.status)
+        if setting.own:
+            message = f"Tags of {info.full_name} matching {' '.join(setting.own)} are immutable."
+        elif setting.default:
+            message = (
+                f"{info.full_name} has no patterns of its own: the default of {info.owner.login} applies "
+                f"({' '.join(setting.default)})."
+            )
+        else:
+            message = f"No tag of {info.full_name} is immutable."
+        return self.site.done(request, _base(info) + "/settings", message)
+
     async def delete(self, request: Request) -> Response:
         form, actor = await self._form(request, _requested(request, "/settings"))
         info = await self._package(request, actor)
@@ -238,6 +266,22 @@ class PackageSettings:
         message = (
             f"Deleted {info.full_name}. It can be restored within {days} days from the deleted packages of "
             f"{info.owner.login} ({deleted_packages_path(info.owner)})."
+        )
+        return self.site.done(request, owner_path(info.owner), message)
+
+    async def purge(self, request: Request) -> Response:
+        form, actor = await self._form(request, _requested(request, "/settings"))
+        info = await self._package(request, actor)
+        if form.get("confirm").strip() != info.full_name:
+            problem = f"Type {info.full_name} exactly to confirm the permanent deletion. Nothing was deleted"
+            return await self._invalid(request, actor, info, "purge", problem, form, 400)
+        try:
+            versions = await self.management.purge_package(actor, info.full_name)
+        except PackageError as exc:
+            return await self._invalid(request, actor, info, "purge", exc.message, form, exc.status)
+        message = (
+            f"Deleted {info.full_name} permanently with its {versions} version{'s' * (versions != 1)}; "
+            "its layers leave storage with the next garbage collection."
         )
         return self.site.done(request, owner_path(info.owner), message)
 

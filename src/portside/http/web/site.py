@@ -32,7 +32,7 @@ from portside.http.api.routes import ApiError, PackagesApi
 from portside.http.base_url import BaseUrl
 from portside.packages.service import MAX_WINDOW, Forbidden, NotFound, Owner, PackageError
 from portside.registry.quotas import percent
-from portside.sizes import human
+from portside.sizes import human, human_size
 
 HERE = Path(__file__).resolve().parent
 PER_PAGE = 30
@@ -52,15 +52,6 @@ def _when(moment: datetime | None) -> str:
 
 def _iso(moment: datetime | None) -> str:
     return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def _short(digest: str) -> str:
@@ -98,7 +89,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=_when, iso=_iso, size=_size, short=_short, prose=_prose, human_size=human)
+    env.filters.update(when=_when, iso=_iso, size=human_size, short=_short, prose=_prose, quota_size=human)
     env.globals.update(owner_path=owner_path, package_path=package_path, web_url=web_url, percent=percent)
     return env
 

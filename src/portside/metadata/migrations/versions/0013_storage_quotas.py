@@ -1,17 +1,19 @@
 """storage quotas: a quota per user or organization (null: the site's default)
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0014
 
-Additive only: one nullable column. Usage is computed from the tables that already exist
-(manifest_references, manifests, repositories, blobs; docs/lifecycle.md), so nothing is backfilled.
+After 0014 rather than between 0012 and 0014: 0014 was merged first, and a database already at
+0014 would otherwise be taken to have this revision without its column. Additive only: one
+nullable column. Usage is computed from the tables that already exist (manifest_references,
+manifests, repositories, blobs; docs/lifecycle.md), so nothing is backfilled.
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0010"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

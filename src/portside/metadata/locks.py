@@ -1,0 +1,133 @@
+"""Locks on names (blob digests) held across every process that shares the database.
+
+Garbage collection deletes a blob's bytes while an upload of the same digest may be writing them
+to the same address: the two must never overlap (docs/lifecycle.md). Both hold the digest's lock
+around the store operation and the database write that follows it. On PostgreSQL that is a session
+advisory lock on a connection of the pool (PostgreSQL releases it if the process dies); on SQLite,
+one machine, an flock on one of 256 files beside the database (the kernel releases it likewise).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+from sqlalchemy import Engine
+
+_STRIPES = 256
+
+
+def _key(name: str) -> int:
+    """A signed 64-bit key for pg_advisory_lock, the same in every process."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+class KeyLocks:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        database = engine.url.database
+        self._postgresql = engine.dialect.name == "postgresql"
+        self._directory = None if self._postgresql or not database else Path(f"{database}-locks")
+
+    @contextlib.asynccontextmanager
+    async def hold(self, names: Sequence[str], *, wait: bool = True) -> AsyncIterator[list[str]]:
+        """Hold the locks of `names` (taken in a fixed order, so that callers never deadlock);
+        yields the names held: all of them, or with `wait=False` those nobody else held."""
+        ordered = sorted(set(names), key=_key if self._postgresql else self._stripe)
+        if self._postgresql:
+            async with self._advisory(ordered, wait) as held:
+                yield held
+        elif self._directory is not None:
+            async with self._flocks(ordered, wait) as held:
+                yield held
+        else:  # an in-memory database: one process, nothing to exclude
+            yield ordered
+
+    # -- PostgreSQL ----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _advisory(self, names: list[str], wait: bool) -> AsyncIterator[list[str]]:
+        connection = await anyio.to_thread.run_sync(self._connect)
+        try:
+            held = await anyio.to_thread.run_sync(self._lock_all, connection, names, wait)
+            yield held
+        finally:
+            await anyio.to_thread.run_sync(self._release, connection)
+
+    def _connect(self) -> Any:
+        connection = self.engine.raw_connection()
+        connection.driver_connection.autocommit = True  # type: ignore[union-attr]
+        return connection
+
+    @staticmethod
+    def _lock_all(connection: Any, names: list[str], wait: bool) -> list[str]:
+        cursor = connection.cursor()
+        held = []
+        try:
+            for name in names:
+                if wait:
+                    cursor.execute("SELECT pg_advisory_lock(%s)", (_key(name),))
+                    held.append(name)
+                else:
+                    cursor.execute("SELECT pg_try_advisory_lock(%s)", (_key(name),))
+                    if cursor.fetchone()[0]:
+                        held.append(name)
+        finally:
+            cursor.close()
+        return held
+
+    @staticmethod
+    def _release(connection: Any) -> None:
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SELECT pg_advisory_unlock_all()")
+            cursor.close()
+            connection.driver_connection.autocommit = False
+        except Exception:
+            connection.invalidate()  # a connection we cannot unlock must not go back to the pool
+        finally:
+            connection.close()
+
+    # -- SQLite --------------------------------------------------------------------------------
+
+    def _stripe(self, name: str) -> int:
+        return _key(name) % _STRIPES
+
+    @contextlib.asynccontextmanager
+    async def _flocks(self, names: list[str], wait: bool) -> AsyncIterator[list[str]]:
+        assert self._directory is not None
+        descriptors: dict[int, int] = {}  # stripe -> fd: names sharing a stripe share its lock
+        held: list[str] = []
+        try:
+            for name in names:
+                stripe = self._stripe(name)
+                if stripe not in descriptors:
+                    fd = await anyio.to_thread.run_sync(self._flock, stripe, wait)
+                    if fd is None:
+                        continue
+                    descriptors[stripe] = fd
+                held.append(name)
+            yield held
+        finally:
+            for fd in descriptors.values():
+                os.close(fd)  # closing the descriptor releases its flock
+
+    def _flock(self, stripe: int, wait: bool) -> int | None:
+        assert self._directory is not None
+        self._directory.mkdir(exist_ok=True)
+        fd = os.open(self._directory / f"{stripe:02x}", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
