@@ -294,6 +294,17 @@ def test_deleted_and_restored_versions_and_packages_still_count(world: World) ->
     assert after["used_bytes"] == before["used_bytes"]
     assert [(p["name"], p["deleted"]) for p in after["packages"] if p["name"] == "app"] == [("app", True)]
 
+    # Deleted for good: out of the usage at once. Package other's blobs are all the deleted app's
+    # too, so nothing moves; then app, restored and deleted for good, takes everything with it.
+    purged = world.call("DELETE", f"{P}/packages/{org}/other", params={"permanent": "true"})
+    assert purged.status_code == 200, purged.text
+    assert "other" not in by_name(world.usage(org))
+    assert world.usage(org)["used_bytes"] == before["used_bytes"]
+    assert world.call("POST", f"/api/v3/orgs/{org}/packages/container/app/restore").status_code == 204
+    purged = world.call("DELETE", f"{P}/packages/{org}/app", params={"permanent": "true"})
+    assert purged.status_code == 200, purged.text
+    assert (world.usage(org)["used_bytes"], world.usage(org)["packages"]) == (0, [])
+
 
 # -- who may ---------------------------------------------------------------------------------------
 
@@ -426,13 +437,17 @@ def test_cli_sets_quotas_in_human_sizes(world: World) -> None:
 
 
 def test_the_site_default_applies_until_an_owner_has_its_own(tmp_path: Path) -> None:
-    with running_server(
-        tmp_path, "quotas-site-default", extra_args=["--workers", "1"], env={"PORTSIDE_STORAGE_QUOTA_BYTES": "2MiB"}
-    ) as server:
+    env = {"PORTSIDE_STORAGE_QUOTA_BYTES": "2MiB", "PORTSIDE_GC_GRACE_SECONDS": "0"}
+    with running_server(tmp_path, "quotas-site-default", extra_args=["--workers", "1"], env=env) as server:
         admin_name = server.admin[0]
         with server.client(event_hooks={"response": [no_server_error]}) as client:
-            refused = push(client, f"{admin_name}/big", "v1", layer_of(3 * MiB, "big"))
+            big = layer_of(3 * MiB, "big")
+            refused = push(client, f"{admin_name}/big", "v1", big)
             assert_error(refused, 403, "DENIED", f"quota exceeded for {admin_name}:", "used of 2 MiB;")
+            # The refused push's blobs were uploaded; garbage collection reclaims them (no grace here).
+            assert client.head(f"/v2/{admin_name}/big/blobs/{digest_of(big)}").status_code == 200
+            server.cli("gc")
+            assert client.head(f"/v2/{admin_name}/big/blobs/{digest_of(big)}").status_code == 404
             usage = client.get(f"{P}/users/{admin_name}/usage").json()
             assert (usage["quota_bytes"], usage["quota_source"], usage["used_bytes"]) == (2 * MiB, "site", 0)
             own = client.patch(f"{P}/users/{admin_name}", json={"storage_quota_bytes": 4 * MiB})
