@@ -46,6 +46,7 @@ from portside.packages.manage import Management
 from portside.packages.service import Packages
 from portside.registry.errors import RegistryError
 from portside.registry.gc import GarbageCollector
+from portside.registry.quotas import Quotas
 from portside.registry.service import Registry
 from portside.registry.uploads import Uploads
 
@@ -59,7 +60,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     store = open_store(
         settings.storage_url, settings.data_dir, fsync=settings.fsync, redirect=settings.storage_redirect
     )
-    registry = Registry(db, store, max_manifest_bytes=settings.max_manifest_bytes)
+    quotas = Quotas(db, default_bytes=settings.storage_quota_bytes, warning_ratio=settings.storage_quota_warning)
+    registry = Registry(db, store, max_manifest_bytes=settings.max_manifest_bytes, quotas=quotas)
     uploads = Uploads(db, store, registry, ttl_seconds=settings.upload_ttl_seconds)
     # Keys every replica shares through the database (bootstrap made them); reloaded periodically.
     signer = TokenSigner(
@@ -81,7 +83,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         db, store, grace=timedelta(seconds=settings.gc_grace_seconds), restore_window=packages.restore_window
     )
     packages_api = PackagesApi(packages, access, base_url)
-    management = Management(db, access, packages)
+    management = Management(db, access, packages, quotas)
     manage_api = ManageApi(packages_api, management)
     sessions = Sessions(db, lifetime=timedelta(days=settings.session_days))
     site = Site(packages_api, sessions, base_url, web_secret(settings, db))

@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from portside.sizes import parse_size
+
 CONFIG_FILE_ENV = "PORTSIDE_CONFIG"
 
 
@@ -44,6 +46,15 @@ class Settings(BaseSettings):
     max_manifest_bytes: int = Field(4 * 1024 * 1024, gt=0, description="Largest manifest accepted.")
     upload_ttl_seconds: int = Field(24 * 3600, gt=0, description="Abandoned uploads expire after this.")
     restore_days: int = Field(30, gt=0, description="Deleted packages and versions can be restored for this long.")
+    storage_quota_bytes: int | None = Field(
+        None,
+        ge=0,
+        description="Bytes each user or organization may store unless given its own quota (10GiB, 500MB, "
+        "or bytes); empty means unlimited.",
+    )
+    storage_quota_warning: float = Field(
+        0.9, gt=0, le=1, description="Share of a quota from which pushes and pages warn (0.9: at 90%)."
+    )
     gc_grace_seconds: int = Field(
         24 * 3600, ge=0, description="Garbage collection leaves a blob alone this long after its upload or mount."
     )
@@ -81,6 +92,13 @@ class Settings(BaseSettings):
                 "storage_url must not carry credentials; give them the AWS way (AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY, a shared credentials file, or an instance role)"
             )
+        return value
+
+    @field_validator("storage_quota_bytes", mode="before")
+    @classmethod
+    def _parse_quota(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_size(value) if value.strip() else None
         return value
 
     @field_validator("trusted_proxies", mode="before")

@@ -706,6 +706,7 @@ def test_organizations(world: World) -> None:
         "name": org,
         "container_registry": True,
         "allowed_visibilities": ["private", "internal", "public"],
+        "storage_quota_bytes": None,
         "created_at": created.json()["created_at"],
         "role": "owner",
     }

@@ -75,6 +75,7 @@ class Account:
     allowed_visibilities: tuple[str, ...]
     has_password: bool
     created_at: datetime
+    storage_quota_bytes: int | None = None  # None: the site's default (registry.quotas)
 
 
 def _account(row: object) -> Account:
@@ -89,6 +90,7 @@ def _account(row: object) -> Account:
         allowed_visibilities=tuple(v for v in m["allowed_visibilities"].split(",") if v),
         has_password=m["password_hash"] is not None,
         created_at=m["created_at"],
+        storage_quota_bytes=m["storage_quota_bytes"],
     )
 
 
@@ -276,6 +278,22 @@ def set_org(
         conn.execute(update(accounts).where(accounts.c.id == org_account.id).values(**values))
         record(conn, actor, "org.settings", org, {k: v for k, v in values.items()})
     return get_account(conn, org, "org")
+
+
+def set_storage_quota(conn: Connection, name: str, kind: str, quota: int | None, *, actor: str = "cli") -> Account:
+    """Set a user's or organization's storage quota in bytes (None: back to the site's default)."""
+    account = get_account(conn, name, kind)
+    if quota is not None and quota < 0:
+        raise AccessError(f"a storage quota is a number of bytes, 0 or more, not {quota}")
+    conn.execute(update(accounts).where(accounts.c.id == account.id).values(storage_quota_bytes=quota))
+    record(
+        conn,
+        actor,
+        f"{kind}.storage_quota",
+        name,
+        {"storage_quota_bytes": quota, "previous": account.storage_quota_bytes},
+    )
+    return get_account(conn, name, kind)
 
 
 # -- teams -----------------------------------------------------------------------------------------

@@ -13,6 +13,9 @@ rules live in exactly one place. The rules are ghcr.io's:
 - changing a package's settings (visibility, collaborators, immutable tags: manage) needs admin and the
   write:packages scope;
 - a token only ever narrows what its user may do (scopes, and Portside's fine-grained `only` list).
+
+Storage quotas are decided here too (`quota_decision`, `usage_decision`): only site admins set an
+owner's quota; an owner's usage is for the user themself, an organization's members, and site admins.
 """
 
 from __future__ import annotations
@@ -215,3 +218,34 @@ def _role_denial(actor: Actor, facts: Facts, action: Action, role: Role) -> str:
 
 def matches_only(only: tuple[str, ...] | None, package: str) -> bool:
     return only is None or any(fnmatch.fnmatchcase(package, pattern) for pattern in only)
+
+
+# -- storage quotas --------------------------------------------------------------------------------
+
+
+def quota_decision(actor: Actor, kind: str, owner: str) -> Decision:
+    """Who may set the storage quota of a user or organization: site admins only (an organization's
+    own owners could otherwise lift the limit the site set them)."""
+    if actor.site_admin:
+        return ALLOW
+    command = "org" if kind == "org" else "user"
+    return Decision(
+        False,
+        f"only site admins can set storage quotas; ask one to run "
+        f"`portside {command} set {owner} --storage-quota SIZE`",
+    )
+
+
+def usage_decision(actor: Actor, kind: str, owner: str, org_role: str | None) -> Decision:
+    """Who may read an owner's storage usage: the user themself, an organization's members and
+    owners, and site admins. Outsiders of an organization are told it is not theirs, not that it
+    does not exist: organizations are not secret (their public packages are listed)."""
+    if actor.site_admin:
+        return ALLOW
+    if kind == "user" and actor.name == owner:
+        return ALLOW
+    if kind == "org" and org_role is not None:
+        return ALLOW
+    if kind == "org":
+        return Decision(False, f"only members of {owner} and site admins can see its storage usage")
+    return Decision(False, f"only {owner} and site admins can see {owner}'s storage usage")

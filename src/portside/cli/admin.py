@@ -20,12 +20,19 @@ from portside.access.audit import events_since, record
 from portside.clock import now
 from portside.metadata.database import Database, make_engine, schema_behind, upgrade
 from portside.registry import gc, immutable
+from portside.sizes import human, parse_size
 
 T = TypeVar("T")
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")]
 DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (PORTSIDE_DATA_DIR).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+QuotaOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage-quota", help="Bytes its packages may store: 10GiB, 500MB, 1.5TiB; default: the site's default."
+    ),
+]
 
 user_app = typer.Typer(help="Users.", no_args_is_help=True)
 token_app = typer.Typer(help="Personal access tokens.", no_args_is_help=True)
@@ -205,6 +212,22 @@ def user_enable(
     _done(f"enabled {name}", _user_row(user), as_json)
 
 
+@user_app.command("set")
+def user_set(
+    name: str,
+    storage_quota: QuotaOption = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a user's settings."""
+    if storage_quota is None:
+        _fail("nothing to change: give --storage-quota SIZE (10GiB, 500MB) or --storage-quota default")
+    quota = _quota(storage_quota)
+    user = _write(config, data_dir, lambda c: acc.set_storage_quota(c, name, "user", quota))
+    _print([{**_user_row(user), "storage_quota": _quota_shown(user.storage_quota_bytes)}], as_json, "")
+
+
 # -- tokens ----------------------------------------------------------------------------------------
 
 
@@ -315,6 +338,7 @@ def org_set(
     allowed_visibilities: Annotated[
         str | None, typer.Option("--allowed-visibilities", help="Some of private,internal,public.")
     ] = None,
+    storage_quota: QuotaOption = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
@@ -324,10 +348,34 @@ def org_set(
         _fail(f"--container-registry takes enabled or disabled, not {container_registry!r}")
     enabled = None if container_registry is None else container_registry == "enabled"
     visibilities = allowed_visibilities.split(",") if allowed_visibilities is not None else None
-    account = _write(
-        config, data_dir, lambda c: acc.set_org(c, org, registry_enabled=enabled, allowed_visibilities=visibilities)
-    )
-    _print([_org_row(account)], as_json, "")
+    quota = _quota(storage_quota)
+
+    def change(conn: Connection) -> acc.Account:
+        account = acc.set_org(conn, org, registry_enabled=enabled, allowed_visibilities=visibilities)
+        if storage_quota is not None:
+            account = acc.set_storage_quota(conn, org, "org", quota)
+        return account
+
+    account = _write(config, data_dir, change)
+    row = _org_row(account)
+    if storage_quota is not None:
+        row["storage_quota"] = _quota_shown(account.storage_quota_bytes)
+    _print([row], as_json, "")
+
+
+def _quota(text: str | None) -> int | None:
+    """--storage-quota: a size (10GiB, 500MB, 1.5TiB, bytes), or "default" for the site's default."""
+    if text is None or text.strip().lower() == "default":
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        _fail(f"--storage-quota: {exc}, or default for the site's default")
+        raise AssertionError from exc
+
+
+def _quota_shown(quota: int | None) -> str:
+    return "default" if quota is None else f"{human(quota)} ({quota} bytes)"
 
 
 def _org_row(org: acc.Account) -> dict[str, Any]:

@@ -210,6 +210,8 @@ accounts = Table(
     Column("registry_enabled", Boolean, nullable=False, default=True),
     Column("allowed_visibilities", String(64), nullable=False, default="private,internal,public"),
     Column("created_at", UtcDateTime(), nullable=False),
+    # Bytes the account's packages may store (registry.quotas); null: the site's default.
+    Column("storage_quota_bytes", BigInteger),
 )
 
 org_members = Table(

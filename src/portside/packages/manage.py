@@ -21,7 +21,16 @@ from sqlalchemy import Connection, delete, select, update
 
 from portside.access import accounts as acc
 from portside.access.audit import AuditEvent, events_since, record
-from portside.access.policy import SCOPE_FOR, SCOPE_GRANTS, Action, Actor, matches_only, scope_allows
+from portside.access.policy import (
+    SCOPE_FOR,
+    SCOPE_GRANTS,
+    Action,
+    Actor,
+    matches_only,
+    quota_decision,
+    scope_allows,
+    usage_decision,
+)
 from portside.access.service import Access
 from portside.clock import now
 from portside.metadata.database import Database
@@ -29,6 +38,7 @@ from portside.metadata.schema import manifests, repositories, tags
 from portside.packages import retention
 from portside.packages.service import Conflict, Forbidden, NotFound, PackageError, Packages
 from portside.registry import gc, immutable
+from portside.registry.quotas import Quotas, Usage
 
 T = TypeVar("T")
 MAX_BATCH = 100  # version ids in one batch deletion
@@ -75,10 +85,11 @@ def _translated(exc: acc.AccessError) -> PackageError:
 
 
 class Management:
-    def __init__(self, db: Database, access: Access, packages: Packages) -> None:
+    def __init__(self, db: Database, access: Access, packages: Packages, quotas: Quotas | None = None) -> None:
         self.db = db
         self.access = access
         self.packages = packages
+        self.quotas = quotas or Quotas(db, default_bytes=None, warning_ratio=0.9)
 
     async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
@@ -658,6 +669,31 @@ class Management:
         """Take a user out of a team; they stay a member of the organization."""
         await self._org_owner(actor, org, f"change the teams of {org}")
         await self._write(acc.remove_team_member, org, team, user, actor=actor.name or "-")
+
+    # -- storage quotas ------------------------------------------------------------------------
+
+    async def allow_storage_quota(self, actor: Actor, kind: str, name: str) -> None:
+        """Refuse, unless the actor may set the owner's quota (site admins; an unknown owner is a 404)."""
+        await self._read(acc.get_account, name, kind)
+        decision = quota_decision(actor, kind, name)
+        if not decision.allowed:
+            raise Forbidden(decision.reason)
+        self._token_allows(actor, Action.MANAGE, f"set the storage quota of {name}")
+
+    async def set_storage_quota(self, actor: Actor, kind: str, name: str, quota: int | None) -> acc.Account:
+        """Set a user's or organization's quota in bytes (None: the site's default): site admins only."""
+        await self.allow_storage_quota(actor, kind, name)
+        return await self._write(acc.set_storage_quota, name, kind, quota, actor=actor.name or "-")
+
+    async def usage(self, actor: Actor, kind: str, name: str) -> Usage:
+        """What the owner stores, its quota and each package's share."""
+        account = await self._read(acc.get_account, name, kind)
+        role = await self._org_role(actor, name) if kind == "org" else None
+        decision = usage_decision(actor, kind, name, role)
+        if not decision.allowed:
+            raise Forbidden(decision.reason)
+        self._token_allows(actor, Action.PULL, f"see the storage usage of {name}")
+        return await self.db.read(self.quotas.usage, account.id)
 
     # -- audit ---------------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from portside.registry.errors import (
 )
 from portside.registry.labels import Labels, from_annotations, from_config
 from portside.registry.manifests import ParsedManifest, parse_manifest
+from portside.registry.quotas import Quotas
 from portside.registry.references import Digest, lookup_reference, parse_reference
 
 log = logging.getLogger("portside.registry")
@@ -55,6 +56,12 @@ class StoredManifest:
     media_type: str
     payload: bytes
     subject: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestPut:
+    parsed: ParsedManifest
+    quota_warning: str | None  # the owner is at its quota's warning threshold after this push
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +105,13 @@ def _require_repository(conn: Connection, name: str) -> int:
 
 
 class Registry:
-    def __init__(self, db: Database, store: BlobStore, *, max_manifest_bytes: int) -> None:
+    def __init__(
+        self, db: Database, store: BlobStore, *, max_manifest_bytes: int, quotas: Quotas | None = None
+    ) -> None:
         self.db = db
         self.store = store
         self.max_manifest_bytes = max_manifest_bytes
+        self.quotas = quotas or Quotas(db, default_bytes=None, warning_ratio=0.9)
         # The hot reads, prepared once (see metadata.database.Query).
         cols = (manifests.c.digest, manifests.c.media_type, manifests.c.payload, manifests.c.subject_digest)
         name, ref = bindparam("name"), bindparam("ref")
@@ -415,7 +425,7 @@ class Registry:
 
     async def put_manifest(
         self, name: str, reference: str, payload: bytes, content_type: str, on_create: OnCreate | None = None
-    ) -> ParsedManifest:
+    ) -> ManifestPut:
         if len(payload) > self.max_manifest_bytes:
             raise SizeInvalid(
                 f"manifest is {len(payload)} bytes; this registry accepts at most {self.max_manifest_bytes}",
@@ -430,8 +440,8 @@ class Registry:
                 detail={"expected": str(ref), "computed": str(parsed.digest)},
             )
         tag = None if isinstance(ref, Digest) else ref
-        await self.db.write(self._store_manifest, name, parsed, await self._labels(parsed), tag, on_create)
-        return parsed
+        warning = await self.db.write(self._store_manifest, name, parsed, await self._labels(parsed), tag, on_create)
+        return ManifestPut(parsed, warning)
 
     async def _labels(self, parsed: ParsedManifest) -> Labels:
         if parsed.config_digest is None:
@@ -453,7 +463,8 @@ class Registry:
         labels: Labels,
         tag: str | None,
         on_create: OnCreate | None,
-    ) -> None:
+    ) -> str | None:
+        """Record a pushed manifest; the quota warning to answer with, if any."""
         repository_id = self.ensure_repository(conn, name, on_create)
         digest, at = str(parsed.digest), now()
         pattern = current = None
@@ -463,6 +474,8 @@ class Registry:
             if pattern is not None and current is not None and current != digest:
                 raise immutable.refuse_push(conn, repository_id, tag, pattern)
         self._check_references(conn, repository_id, name, parsed)
+        # Before this manifest's references exist: what it adds is what the owner does not count yet.
+        warning = self.quotas.check_push(conn, repository_id, parsed.blob_digests)
         self.db.execute(conn, self._revive_manifest, repository_id=repository_id, digest=digest, at=at)
         if labels.any:
             self.db.execute(
@@ -500,7 +513,7 @@ class Registry:
             for reference, kind in references:
                 self.db.execute(conn, self._insert_reference, manifest_id=manifest_id, digest=reference, kind=kind)
         if tag is None or (pattern is not None and current is not None):
-            return  # no tag, or an immutable tag pushed again with its digest: nothing changes
+            return warning  # no tag, or an immutable tag pushed again with its digest: nothing changes
         if pattern is None:
             self.db.execute(conn, self._set_tag, repository_id=repository_id, name=tag, manifest_id=manifest_id, at=at)
         elif not self.db.execute(
@@ -510,8 +523,9 @@ class Registry:
             # writer never gets here): the tag is immutable now, the same digest or nothing.
             if self.db.rows(conn, self._tag_digest, repository_id=repository_id, name=tag)[0][0] != digest:
                 raise immutable.refuse_push(conn, repository_id, tag, pattern)
-            return
+            return warning
         self.db.execute(conn, self._bump_tags_version, repository_id=repository_id)
+        return warning
 
     def _check_references(self, conn: Connection, repository_id: int, name: str, parsed: ParsedManifest) -> None:
         """Everything a manifest names must already be in its repository."""

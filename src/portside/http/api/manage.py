@@ -25,6 +25,7 @@ from portside.http.api.routes import ApiError, PackagesApi, _answer
 from portside.packages import retention
 from portside.packages.manage import MAX_BATCH, Collaborator, Management
 from portside.registry import immutable
+from portside.registry.quotas import Usage
 
 PREFIX = "/api/v3/portside"
 ROLES = ("read", "write", "admin")
@@ -59,13 +60,15 @@ class ManageApi:
             route(PREFIX + "/user/tokens", self.tokens, "GET", "POST"),
             route(PREFIX + "/user/tokens/{token_id:int}", self.revoke_token, "DELETE"),
             route(PREFIX + "/users", self.users, "GET", "POST"),
-            route(PREFIX + "/users/{username}", self.delete_user, "DELETE"),
+            route(PREFIX + "/users/{username}", self.user, "PATCH", "DELETE"),
+            route(PREFIX + "/users/{username}/usage", self.user_usage, "GET"),
             route(PREFIX + "/users/{username}/tokens", self.user_tokens, "GET"),
             route(PREFIX + "/users/{username}/immutable-tags", self.owner_immutable_tags, "GET", "PUT"),
             route(PREFIX + "/users/{username}/retention", self.owner_retention, "GET", "PUT", "DELETE"),
             route(PREFIX + "/users/{username}/tokens/{token_id:int}", self.revoke_token, "DELETE"),
             route(PREFIX + "/orgs", self.orgs, "GET", "POST"),
             route(org, self.org_settings, "PATCH"),
+            route(org + "/usage", self.org_usage, "GET"),
             route(org + "/immutable-tags", self.owner_immutable_tags, "GET", "PUT"),
             route(org + "/retention", self.owner_retention, "GET", "PUT", "DELETE"),
             route(org + "/members", self.members, "GET"),
@@ -252,10 +255,22 @@ class ManageApi:
         site_admin = _boolean(body, "site_admin", expected) or False
         return JSONResponse(_user(await self.manage.create_user(actor, name, site_admin=site_admin)), status_code=201)
 
-    async def delete_user(self, request: Request) -> Response:
+    async def user(self, request: Request) -> Response:
         actor = await self._actor(request)
-        await self.manage.delete_user(actor, request.path_params["username"])
-        return Response(status_code=204)
+        name = request.path_params["username"]
+        if request.method == "DELETE":
+            await self.manage.delete_user(actor, name)
+            return Response(status_code=204)
+        expected = '{"storage_quota_bytes": 10737418240}'
+        body = await _object(request, expected, "storage_quota_bytes")
+        if "storage_quota_bytes" not in body:
+            raise ApiError(400, f"Invalid request: nothing to change; send {expected}")
+        quota = _quota(body)
+        return JSONResponse(_user(await self.manage.set_storage_quota(actor, "user", name, quota)))
+
+    async def user_usage(self, request: Request) -> Response:
+        actor = await self._actor(request)
+        return JSONResponse(_usage(await self.manage.usage(actor, "user", request.path_params["username"])))
 
     # -- organizations and teams ---------------------------------------------------------------
 
@@ -269,15 +284,31 @@ class ManageApi:
 
     async def org_settings(self, request: Request) -> Response:
         actor = await self._actor(request)
-        expected = '{"container_registry": true, "allowed_visibilities": ["private", "internal", "public"]}'
-        body = await _object(request, expected, "container_registry", "allowed_visibilities")
+        expected = (
+            '{"container_registry": true, "allowed_visibilities": ["private", "internal", "public"], '
+            '"storage_quota_bytes": 10737418240}'
+        )
+        body = await _object(request, expected, "container_registry", "allowed_visibilities", "storage_quota_bytes")
         enabled = _boolean(body, "container_registry", expected)
         allowed = _strings(body, "allowed_visibilities", expected)
-        if enabled is None and allowed is None:
+        quota_given = "storage_quota_bytes" in body
+        quota = _quota(body)
+        if enabled is None and allowed is None and not quota_given:
             raise ApiError(400, f"Invalid request: nothing to change; send {expected}")
         org = request.path_params["org"]
-        account = await self.manage.set_org(actor, org, registry_enabled=enabled, allowed_visibilities=allowed)
+        if quota_given:  # site admins only: refused before anything else changes
+            await self.manage.allow_storage_quota(actor, "org", org)
+        account = None
+        if enabled is not None or allowed is not None:
+            account = await self.manage.set_org(actor, org, registry_enabled=enabled, allowed_visibilities=allowed)
+        if quota_given:
+            account = await self.manage.set_storage_quota(actor, "org", org, quota)
+        assert account is not None
         return JSONResponse(_org(account, None))
+
+    async def org_usage(self, request: Request) -> Response:
+        actor = await self._actor(request)
+        return JSONResponse(_usage(await self.manage.usage(actor, "org", request.path_params["org"])))
 
     async def members(self, request: Request) -> Response:
         actor = await self._actor(request)
@@ -390,6 +421,20 @@ def _strings(body: dict[str, Any], key: str, expected: str, *, required: bool = 
     return value
 
 
+def _quota(body: dict[str, Any]) -> int | None:
+    """storage_quota_bytes: a whole number of bytes, 0 or more, or null for the site's default."""
+    value = body.get("storage_quota_bytes")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ApiError(
+            400,
+            "Invalid request: storage_quota_bytes must be a whole number of bytes, 0 or more (10 GiB is "
+            f"10737418240), or null for the site's default; not {json.dumps(value)}",
+        )
+    return value
+
+
 def _choice(body: dict[str, Any], key: str, choices: tuple[str, ...], *, required: bool) -> str | None:
     value = body.get(key)
     if value is None and not required:
@@ -454,6 +499,7 @@ def _user(u: acc.Account) -> dict[str, Any]:
         "has_password": u.has_password,
         "disabled": u.is_disabled,
         "created_at": render.timestamp(u.created_at),
+        "storage_quota_bytes": u.storage_quota_bytes,  # null: the site's default
     }
 
 
@@ -462,8 +508,32 @@ def _org(o: acc.Account, role: str | None) -> dict[str, Any]:
         "name": o.name,
         "container_registry": o.registry_enabled,
         "allowed_visibilities": list(o.allowed_visibilities),
+        "storage_quota_bytes": o.storage_quota_bytes,  # null: the site's default
         "created_at": render.timestamp(o.created_at),
         "role": role,  # the caller's role in the organization, if a member
+    }
+
+
+def _usage(u: Usage) -> dict[str, Any]:
+    # A package's bytes count each of its blobs once; blobs its packages share count in each of them,
+    # so the packages' sum can exceed used_bytes, which counts every blob once for the owner.
+    return {
+        "owner": u.owner,
+        "type": u.kind,
+        "used_bytes": u.used,
+        "quota_bytes": u.quota.bytes,
+        "quota_source": u.quota.source,
+        "warning": u.warning,
+        "packages": [
+            {
+                "name": p.name,
+                "bytes": p.bytes,
+                "versions": p.versions,
+                "deleted_versions": p.deleted_versions,
+                "deleted": p.deleted,
+            }
+            for p in u.packages
+        ],
     }
 
 

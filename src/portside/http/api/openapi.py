@@ -143,6 +143,7 @@ SCHEMAS: dict[str, Any] = {
 _TIME = {"type": ["string", "null"], "format": "date-time"}
 _STRINGS = {"type": "array", "items": STRING}
 
+_QUOTA = {"type": ["integer", "null"], "minimum": 0, "description": "bytes; null: the site's default"}
 MANAGE_SCHEMAS: dict[str, Any] = {
     "RetentionPolicy": {
         "type": ["object", "null"],
@@ -276,6 +277,7 @@ MANAGE_SCHEMAS: dict[str, Any] = {
             "has_password": BOOLEAN,
             "disabled": BOOLEAN,
             "created_at": DATE_TIME,
+            "storage_quota_bytes": _QUOTA,
         },
     },
     "Organization": {
@@ -288,8 +290,40 @@ MANAGE_SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "items": {"type": "string", "enum": ["private", "internal", "public"]},
             },
+            "storage_quota_bytes": _QUOTA,
             "created_at": DATE_TIME,
             "role": {"type": ["string", "null"], "enum": ["member", "owner", None], "description": "the caller's"},
+        },
+    },
+    "Usage": {
+        "type": "object",
+        "required": ["owner", "type", "used_bytes", "quota_bytes", "quota_source", "warning", "packages"],
+        "properties": {
+            "owner": STRING,
+            "type": {"type": "string", "enum": ["user", "org"]},
+            "used_bytes": {
+                "type": "integer",
+                "description": "distinct blobs of the owner's live and restorable versions, each once",
+            },
+            "quota_bytes": {"type": ["integer", "null"], "description": "null: unlimited"},
+            "quota_source": {"type": "string", "enum": ["owner", "site", "none"]},
+            "warning": {**BOOLEAN, "description": "used_bytes is at or above the warning share of the quota"},
+            "packages": {
+                "type": "array",
+                "description": "each package's blobs once; shared blobs count in each package, so the sum "
+                "can exceed used_bytes",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "bytes", "versions", "deleted_versions", "deleted"],
+                    "properties": {
+                        "name": STRING,
+                        "bytes": {"type": "integer"},
+                        "versions": {"type": "integer", "description": "live versions"},
+                        "deleted_versions": {"type": "integer", "description": "deleted, restorable versions"},
+                        "deleted": {**BOOLEAN, "description": "a deleted, restorable package"},
+                    },
+                },
+            },
         },
     },
     "Member": {
@@ -605,10 +639,25 @@ def manage_paths() -> dict[str, Any]:
             ),
         },
         "/portside/users/{username}": {
+            "patch": _manage(
+                "Set a user's storage quota",
+                "Site admin; write:packages.",
+                {"200": _response("OK", _ref("User"))},
+                [username],
+                _body(["storage_quota_bytes"], storage_quota_bytes=_QUOTA),
+            ),
             "delete": _manage(
                 "Delete a user, its tokens and its packages",
                 "Site admin; write:packages. Not yourself.",
                 {"204": _response("Deleted")},
+                [username],
+            ),
+        },
+        "/portside/users/{username}/usage": {
+            "get": _manage(
+                "A user's storage usage and quota, and each package's share",
+                "The user themself or a site admin; read:packages.",
+                {"200": _response("OK", _ref("Usage"))},
                 [username],
             )
         },
@@ -685,6 +734,7 @@ def manage_paths() -> dict[str, Any]:
                         "type": "array",
                         "items": {"type": "string", "enum": ["private", "internal", "public"]},
                     },
+                    storage_quota_bytes={**_QUOTA, "description": "site admins only; bytes, null: the site's default"},
                 ),
             )
         },
@@ -700,6 +750,14 @@ def manage_paths() -> dict[str, Any]:
                 ("get", "The retention default of every package of an organization", "Organization member."),
                 ("put", "Set the retention default of every package of an organization", "Organization owner."),
                 ("delete", "Remove the retention default of an organization", "Organization owner."),
+            )
+        },
+        f"{org}/usage": {
+            "get": _manage(
+                "An organization's storage usage and quota, and each package's share",
+                "Organization member or site admin; read:packages.",
+                {"200": _response("OK", _ref("Usage"))},
+                [org_param],
             )
         },
         f"{org}/immutable-tags": {

@@ -23,6 +23,7 @@ from portside.registry.errors import (
     Unsupported,
 )
 from portside.registry.manifests import OCI_INDEX
+from portside.registry.quotas import WARNING_HEADER
 from portside.registry.references import NAME_RE, Digest, validate_name
 from portside.registry.service import OnCreate, Page, Registry
 from portside.registry.uploads import Uploads
@@ -112,15 +113,18 @@ class Distribution:
             payload = await self._read_manifest_body(request)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is left to read an answer
-        parsed = await self.registry.put_manifest(
+        put = await self.registry.put_manifest(
             name, reference, payload, request.headers.get("content-type", ""), self._creator(actor)
         )
+        parsed = put.parsed
         headers = {
             "Location": f"{self.base_url(request)}/v2/{name}/manifests/{parsed.digest}",
             "Docker-Content-Digest": str(parsed.digest),
         }
         if parsed.subject:
             headers["OCI-Subject"] = parsed.subject
+        if put.quota_warning:
+            headers[WARNING_HEADER] = put.quota_warning
         return Response(status_code=201, headers=headers)
 
     async def _read_manifest_body(self, request: Request) -> bytes:

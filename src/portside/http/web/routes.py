@@ -36,6 +36,7 @@ from portside.packages.service import (
     Packages,
     VersionInfo,
 )
+from portside.registry.quotas import Usage
 
 VISIBILITIES = ("public", "private", "internal")
 HOME_OWNERS = 50  # owners with public packages shown on the home page
@@ -123,10 +124,15 @@ class Web:
             actor, owner, visibility=visibility, deleted=False, page=page, per_page=PER_PAGE, search=q
         )
         items, total = found.items, found.total
+        try:  # for the owner, its organization's members and site admins
+            usage: Usage | None = await self.management.usage(actor, owner.kind, owner.login)
+        except (Forbidden, NotFound):
+            usage = None
         return self.render(
             request,
             "packages.html",
             owner=owner,
+            usage=usage,
             packages=items,
             total=total,
             visibility=visibility or "",

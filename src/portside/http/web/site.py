@@ -31,7 +31,8 @@ from portside.access.sessions import Sessions
 from portside.http.api.routes import ApiError, PackagesApi
 from portside.http.base_url import BaseUrl
 from portside.packages.service import MAX_WINDOW, Forbidden, NotFound, Owner, PackageError
-from portside.sizes import human_size
+from portside.registry.quotas import percent
+from portside.sizes import human, human_size
 
 HERE = Path(__file__).resolve().parent
 PER_PAGE = 30
@@ -88,8 +89,8 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=_when, iso=_iso, size=human_size, short=_short, prose=_prose)
-    env.globals.update(owner_path=owner_path, package_path=package_path, web_url=web_url)
+    env.filters.update(when=_when, iso=_iso, size=human_size, short=_short, prose=_prose, quota_size=human)
+    env.globals.update(owner_path=owner_path, package_path=package_path, web_url=web_url, percent=percent)
     return env
 
 

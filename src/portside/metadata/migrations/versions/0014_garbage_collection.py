@@ -1,7 +1,7 @@
 """online garbage collection: when a blob was last wanted, and the journal of blobs being deleted
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 
 `blobs.seen_at`: when the blob was last uploaded or mounted (NULL: its `created_at`); garbage
 collection leaves a blob alone for `gc_grace_seconds` after it, so the blobs of a push in progress,
@@ -21,7 +21,7 @@ from alembic import op
 from portside.metadata.schema import UtcDateTime
 
 revision = "0014"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
