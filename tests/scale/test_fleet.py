@@ -374,10 +374,10 @@ def test_postgresql_restarted_under_load_answers_503_then_recovers(fleet: Fleet)
             worker.join(timeout=60)
     assert not wrong, wrong[:5]
     assert statuses[503] > 0, f"no request saw the outage: {statuses}"
-    for replica in fleet.replicas:  # the log says it once, and that it is over; no tracebacks
+    for replica in fleet.replicas:  # once per outage (a query may get through while it shuts down), no tracebacks
         log = replica.log_path.read_text()
-        assert log.count("the database is unavailable") <= 1, replica.log_path
-        assert "database unavailable: resolved" in log or "the database is unavailable" not in log
+        outages, ends = log.count("the database is unavailable"), log.count("database unavailable: resolved")
+        assert outages == ends and outages <= 3, f"{outages} outages logged, {ends} ends: {replica.log_path}"
         assert "Traceback" not in log, replica.log_path
     assert statuses[200] > 0 and statuses[201] > 0, statuses
     with fleet.b.client() as http:

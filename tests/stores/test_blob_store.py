@@ -189,8 +189,8 @@ async def test_missing_blobs(store: BlobStore) -> None:
 @pytest.mark.parametrize("size", [0, 1, 3 * MiB + 7])
 async def test_read_streams_the_whole_blob(store: BlobStore, size: int) -> None:
     data = _data(size, 12)
-    digest = await _upload(store, f"u-read-{size}", [data])
-    chunks = [chunk async for chunk in store.read(digest)]
+    blob = await _upload(store, f"u-read-{size}", [data])
+    chunks = [chunk async for chunk in store.read(blob.digest, location=blob.location)]
     assert b"".join(chunks) == data
     assert all(len(chunk) <= 2 * MiB for chunk in chunks)  # streamed, not the whole blob at once
 

@@ -255,12 +255,11 @@ class S3BlobStore:
         return Stream(self._chunks(got["Body"]), start, end - start + 1)
 
     async def read(self, digest: str, *, location: str | None = None) -> AsyncIterator[bytes]:
+        key = self._object_key(digest, location)
         try:
-            got = await self._run(
-                self._client.get_object, Bucket=self.location.bucket, Key=self._object_key(digest, location)
-            )
+            got = await self._run(self._client.get_object, Bucket=self.location.bucket, Key=key)
         except botocore.exceptions.ClientError:
-            raise self._missing(digest) from None
+            raise self._missing(digest, key) from None
         async for chunk in self._chunks(got["Body"]):
             yield chunk
 
