@@ -24,8 +24,8 @@ from typing import Any
 from sqlalchemy import Connection, delete, select
 
 from portside.clock import now
-from portside.metadata.schema import accounts, manifest_references, manifests, repositories, retention_policies, tags
-from portside.registry import immutable
+from portside.metadata.schema import manifest_references, manifests, repositories, retention_policies, tags
+from portside.registry import defaults, immutable
 from portside.registry.immutable import InvalidPatterns
 from portside.registry.immutable import validate as validate_patterns
 from portside.registry.service import hide_manifest
@@ -253,17 +253,8 @@ def _load(stored: str | None) -> Policy | None:
 
 
 def setting(conn: Connection, repository_id: int) -> Setting:
-    own, default = retention_policies.alias("own"), retention_policies.alias("default")
-    row = conn.execute(
-        select(repositories.c.name, own.c.policy, default.c.policy, accounts.c.kind)
-        .select_from(
-            repositories.outerjoin(own, own.c.repository_id == repositories.c.id)
-            .outerjoin(default, default.c.owner_id == repositories.c.owner_id)
-            .outerjoin(accounts, accounts.c.id == repositories.c.owner_id)
-        )
-        .where(repositories.c.id == repository_id)
-    ).one()
-    return Setting(str(row[0]), _load(row[1]), _load(row[2]), row[3] or "user")
+    found = defaults.stored(conn, retention_policies, retention_policies.c.policy, repository_id)
+    return Setting(found.package, _load(found.own), _load(found.default), found.owner_kind)
 
 
 def save(

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, delete, select
 from portside.access.audit import record
 from portside.clock import now
 from portside.metadata.schema import accounts, immutable_tags, manifests, repositories, tags
+from portside.registry import defaults
 from portside.registry.errors import RegistryError
 
 MAX_PATTERNS = 50
@@ -114,17 +115,8 @@ class OwnerSetting:
 
 
 def _setting(conn: Connection, repository_id: int) -> Setting:
-    own, default = immutable_tags.alias("own"), immutable_tags.alias("default")
-    row = conn.execute(
-        select(repositories.c.name, own.c.patterns, default.c.patterns, accounts.c.kind)
-        .select_from(
-            repositories.outerjoin(own, own.c.repository_id == repositories.c.id)
-            .outerjoin(default, default.c.owner_id == repositories.c.owner_id)
-            .outerjoin(accounts, accounts.c.id == repositories.c.owner_id)
-        )
-        .where(repositories.c.id == repository_id)
-    ).one()
-    return Setting(row[0].split("@", 1)[0], parse(row[1]), parse(row[2]), row[3] or "user")
+    found = defaults.stored(conn, immutable_tags, immutable_tags.c.patterns, repository_id)
+    return Setting(found.package, parse(found.own), parse(found.default), found.owner_kind)
 
 
 def package_rules(conn: Connection, repository_id: int) -> tuple[str, ...]:
