@@ -3,7 +3,8 @@
 Garbage collection deletes a blob's bytes while an upload of the same digest may be writing them
 to the same address: the two must never overlap (docs/lifecycle.md). Both hold the digest's lock
 around the store operation and the database write that follows it. On PostgreSQL that is a session
-advisory lock on a connection of the pool (PostgreSQL releases it if the process dies); on SQLite,
+advisory lock on a connection of a small pool of its own (PostgreSQL releases it if the process
+dies); on SQLite,
 one machine, an flock on one of 256 files beside the database (the kernel releases it likewise).
 """
 
@@ -18,9 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
+
+from portside.metadata.errors import database_problem
 
 _STRIPES = 256
+# Lock holders on PostgreSQL use a small pool of their own: an upload commit holds its digest's
+# lock while it writes the row on a connection of the main pool, and drawing both from one pool
+# could leave every connection held by a lock holder waiting for a second one.
+LOCK_CONNECTIONS = 4
+
+
+def _condition(error: Exception) -> Exception:
+    """The database down or cut, as the condition the surfaces answer 503 for (metadata.errors)."""
+    return database_problem(error, "")
 
 
 def _key(name: str) -> int:
@@ -34,6 +46,7 @@ class KeyLocks:
         database = engine.url.database
         self._postgresql = engine.dialect.name == "postgresql"
         self._directory = None if self._postgresql or not database else Path(f"{database}-locks")
+        self._pool: Engine | None = None
 
     @contextlib.asynccontextmanager
     async def hold(self, names: Sequence[str], *, wait: bool = True) -> AsyncIterator[list[str]]:
@@ -53,15 +66,29 @@ class KeyLocks:
 
     @contextlib.asynccontextmanager
     async def _advisory(self, names: list[str], wait: bool) -> AsyncIterator[list[str]]:
-        connection = await anyio.to_thread.run_sync(self._connect)
         try:
-            held = await anyio.to_thread.run_sync(self._lock_all, connection, names, wait)
+            connection = await anyio.to_thread.run_sync(self._connect)
+        except Exception as error:
+            raise _condition(error) from None
+        try:
+            try:
+                held = await anyio.to_thread.run_sync(self._lock_all, connection, names, wait)
+            except Exception as error:
+                raise _condition(error) from None
             yield held
         finally:
             await anyio.to_thread.run_sync(self._release, connection)
 
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.dispose()
+
     def _connect(self) -> Any:
-        connection = self.engine.raw_connection()
+        if self._pool is None:
+            self._pool = create_engine(
+                self.engine.url, pool_size=LOCK_CONNECTIONS, max_overflow=0, pool_timeout=30, pool_pre_ping=True
+            )
+        connection = self._pool.raw_connection()
         connection.driver_connection.autocommit = True  # type: ignore[union-attr]
         return connection
 
