@@ -10,15 +10,16 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
 
 from portside.access.policy import Action, Actor, scope_allows
+from portside.metadata.hints import unindexed
 from portside.metadata.schema import accounts, org_members, package_grants, repositories, team_members
 
 
 def readable(actor: Actor) -> ColumnElement[bool]:
     if not scope_allows(actor, Action.PULL):
         return false()  # a token without read:packages reads nothing, as decide() says
-    # `owner_id + 0`: an expression SQLite cannot look up in an index, so that it walks the name
-    # index for an ordered page (catalog) and stops after a page, instead of sorting every row.
-    enabled = (repositories.c.owner_id + 0).in_(
+    # Not by the owner index (SQLite): it walks the name index for an ordered page (catalog) and
+    # stops after a page, instead of sorting every row.
+    enabled = unindexed(repositories.c.owner_id).in_(
         select(accounts.c.id).where(or_(accounts.c.kind == "user", accounts.c.registry_enabled == true()))
     )
     if actor.site_admin:

@@ -21,6 +21,7 @@ from portside.access.service import Access
 from portside.access.visibility import readable
 from portside.clock import now
 from portside.metadata.database import Database
+from portside.metadata.hints import unindexed
 from portside.metadata.schema import accounts, blobs, manifest_references, manifests, repositories, tags
 from portside.registry import immutable
 from portside.registry.service import hide_manifest
@@ -541,9 +542,9 @@ def _versions(conn: Connection, repository_id: int, rows: Sequence[Row[Any]]) ->
         .where(
             manifest_references.c.digest.in_([row.digest for row in rows]),
             manifest_references.c.kind == "manifest",
-            # "+ 0": look the 30 digests up in the references' digest index, rather than walk every
-            # manifest of the package and probe each (SQLite's choice otherwise: 11 ms at 1,000 versions).
-            parents.c.repository_id + 0 == repository_id,
+            # Look the 30 digests up in the references' digest index, rather than walk every manifest
+            # of the package and probe each (SQLite's choice otherwise: 11 ms at 1,000 versions).
+            unindexed(parents.c.repository_id) == repository_id,
             parents.c.deleted_at.is_(None),
         )
         .order_by(parents.c.id)
