@@ -384,15 +384,17 @@ class Registry:
             return True  # already there: nothing to write
 
         def link(conn: Connection) -> bool:
-            # Never a new blob row: only one whose bytes are stored (the lock keeps GC out).
+            # Never a new blob row: only one whose bytes are stored. No digest lock is needed:
+            # refreshing seen_at locks the blob's row, which garbage collection locks FOR UPDATE
+            # before it looks (SQLite: one writer), so either the pass sees a blob wanted just now
+            # and keeps it, or this finds no row left and the client uploads the blob instead.
             if not self.db.execute(conn, self._seen_blob, digest=str(digest), at=now()):
                 return False
             repository_id = self.ensure_repository(conn, name, on_create)
             self.db.execute(conn, self._link_blob, repository_id=repository_id, digest=str(digest), at=now())
             return True
 
-        async with self.db.locks.hold([str(digest)]):
-            return await self.db.write(link)
+        return await self.db.write(link)
 
     # -- manifests -----------------------------------------------------------------------------
 
