@@ -61,4 +61,5 @@ exec env PORTSIDE_TEST_DATABASE=postgresql PORTSIDE_TEST_STORAGE=s3-stream .venv
     tests/http/test_smoke.py tests/http/test_manifests.py tests/http/test_tags_catalog.py \
     tests/http/test_uploads.py tests/http/test_blobs.py tests/http/test_token_auth.py \
     tests/http/test_access_matrix.py tests/http/test_packages_api.py tests/http/test_manage_api.py \
-    tests/http/test_web_pages.py tests/http/test_web_signin.py tests/http/test_gc.py
+    tests/http/test_web_pages.py tests/http/test_web_signin.py tests/http/test_gc.py \
+    tests/http/test_concurrency.py

@@ -39,6 +39,7 @@ from portside.packages import retention
 from portside.packages.service import Conflict, Forbidden, NotFound, PackageError, Packages
 from portside.registry import gc, immutable
 from portside.registry.quotas import Quotas, Usage
+from portside.registry.service import lock_repository
 
 T = TypeVar("T")
 MAX_BATCH = 100  # version ids in one batch deletion
@@ -211,6 +212,8 @@ class Management:
             repository_id = conn.execute(
                 select(repositories.c.id).where(repositories.c.name == package, repositories.c.deleted_at.is_(None))
             ).scalar()
+            if repository_id is not None:
+                lock_repository(conn, repository_id)  # before the tag, in a push's order
             removed = conn.execute(
                 delete(tags).where(tags.c.repository_id == repository_id, tags.c.name == tag)
             ).rowcount

@@ -24,7 +24,7 @@ from portside.metadata.database import Database
 from portside.metadata.hints import unindexed
 from portside.metadata.schema import accounts, blobs, manifest_references, manifests, repositories, tags
 from portside.registry import immutable
-from portside.registry.service import hide_manifest
+from portside.registry.service import hide_manifest, lock_repository
 
 T = TypeVar("T")
 MAX_WINDOW = 10_000  # page x per_page, as on GitHub
@@ -399,6 +399,7 @@ class Packages:
 
         def change(conn: Connection) -> list[str]:
             repository_id = _live_id(conn, package)
+            lock_repository(conn, repository_id)  # before the manifest and its tags, in a push's order
             row = conn.execute(
                 select(manifests.c.deleted_at, manifests.c.deleted_tags).where(
                     manifests.c.id == version_id, manifests.c.repository_id == repository_id

@@ -40,6 +40,7 @@ from portside.metadata.schema import (
     tags,
 )
 from portside.registry import immutable
+from portside.registry.service import lock_repository
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +272,7 @@ def purge_manifests(conn: Connection, repository_id: int, manifest_ids: Sequence
     ids = sorted(chosen)
     if not ids:
         return []
+    lock_repository(conn, repository_id)  # before the manifests, in a push's order
     for manifest_id in ids:  # a tag the package's rules make immutable holds its version, for good too
         names = list(conn.execute(select(tags.c.name).where(tags.c.manifest_id == manifest_id)).scalars())
         immutable.refuse_version_deletion(conn, repository_id, manifest_id, names)

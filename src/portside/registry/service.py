@@ -79,9 +79,17 @@ def _repository_id(conn: Connection, name: str) -> int | None:
     return conn.execute(select(repositories.c.id).where(repositories.c.name == name)).scalar()
 
 
+def lock_repository(conn: Connection, repository_id: int) -> None:
+    """Take the repository's row first (PostgreSQL), as a push does when it marks the repository
+    pushed before it writes the manifest: deletions that locked the manifest first and the repository
+    last deadlocked with pushes of the same tag (seen: 503s under test_push_and_delete_the_same_tag)."""
+    conn.execute(select(repositories.c.id).where(repositories.c.id == repository_id).with_for_update(key_share=True))
+
+
 def hide_manifest(conn: Connection, repository_id: int, manifest_id: int, tag_names: list[str]) -> None:
     """Delete a version the restorable way: hidden from pulls and lists, its tags kept to come back.
     Refused (ImmutableTag) when one of its tags is immutable: every way of deleting a version passes here."""
+    lock_repository(conn, repository_id)
     immutable.refuse_version_deletion(conn, repository_id, manifest_id, tag_names)
     conn.execute(
         update(manifests)
@@ -561,6 +569,7 @@ class Registry:
         def change(conn: Connection) -> bool:
             repository_id = _require_repository(conn, name)
             if not isinstance(ref, Digest):
+                lock_repository(conn, repository_id)  # before the tag, in a push's order
                 if not conn.execute(
                     delete(tags).where(tags.c.repository_id == repository_id, tags.c.name == ref)
                 ).rowcount:
