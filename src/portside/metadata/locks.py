@@ -47,6 +47,7 @@ class KeyLocks:
         self._postgresql = engine.dialect.name == "postgresql"
         self._directory = None if self._postgresql or not database else Path(f"{database}-locks")
         self._pool: Engine | None = None
+        self._made = False  # the flock directory exists
 
     @contextlib.asynccontextmanager
     async def hold(self, names: Sequence[str], *, wait: bool = True) -> AsyncIterator[list[str]]:
@@ -147,7 +148,9 @@ class KeyLocks:
 
     def _flock(self, stripe: int, wait: bool) -> int | None:
         assert self._directory is not None
-        self._directory.mkdir(exist_ok=True)
+        if not self._made:  # once per process: every upload commit comes here
+            self._directory.mkdir(exist_ok=True)
+            self._made = True
         fd = os.open(self._directory / f"{stripe:02x}", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
