@@ -6,17 +6,6 @@ from __future__ import annotations
 import math
 import re
 
-
-def human_size(n: int) -> str:
-    """`512 B`, `3.4 KiB`, `12.0 MiB`, `1.5 GiB` (binary units, one decimal)."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
 UNITS = {
     "": 1,
     "b": 1,

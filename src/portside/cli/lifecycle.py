@@ -21,7 +21,7 @@ from portside.packages.manage import run_policy
 from portside.packages.service import PackageError
 from portside.registry import gc as gc_module
 from portside.registry.gc import GarbageCollector, GcReport
-from portside.sizes import human_size
+from portside.sizes import human
 
 
 def gc(
@@ -66,7 +66,7 @@ async def _pass(collector: GarbageCollector, dry_run: bool) -> GcReport:
 def _summary(report: GcReport) -> str:
     verb = "would remove" if report.dry_run else "removed"
     line = (
-        f"{verb} {report.blobs} blob{'s' * (report.blobs != 1)} ({human_size(report.bytes)}) and "
+        f"{verb} {report.blobs} blob{'s' * (report.blobs != 1)} ({human(report.bytes)}) and "
         f"{report.manifests} version{'s' * (report.manifests != 1)} past the restore window"
     )
     if report.skipped_busy:

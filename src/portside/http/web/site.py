@@ -32,7 +32,7 @@ from portside.http.api.routes import ApiError, PackagesApi
 from portside.http.base_url import BaseUrl
 from portside.packages.service import MAX_WINDOW, Forbidden, NotFound, Owner, PackageError
 from portside.registry.quotas import percent
-from portside.sizes import human, human_size
+from portside.sizes import human
 
 HERE = Path(__file__).resolve().parent
 PER_PAGE = 30
@@ -89,7 +89,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=_when, iso=_iso, size=human_size, short=_short, prose=_prose, quota_size=human)
+    env.filters.update(when=_when, iso=_iso, size=human, short=_short, prose=_prose, quota_size=human)
     env.globals.update(owner_path=owner_path, package_path=package_path, web_url=web_url, percent=percent)
     return env
 
