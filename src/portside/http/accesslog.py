@@ -22,6 +22,7 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # still sending. Past this size or time, closing costs the client less than sending the rest.
 _DISCARD_LIMIT = 64 * 1024 * 1024
 _DISCARD_SECONDS = 10.0
+_DISCARD_IDLE_SECONDS = 1.0
 
 
 def _has_body(scope: Scope) -> bool:
@@ -54,7 +55,9 @@ async def _discard_body(scope: Scope, receive: Receive) -> bool:
     try:
         async with asyncio.timeout(_DISCARD_SECONDS):
             while left >= 0:
-                message = await receive()
+                # A client that stops sending (it waits for the answer first) is answered at once.
+                async with asyncio.timeout(_DISCARD_IDLE_SECONDS):
+                    message = await receive()
                 if message["type"] != "http.request":
                     return False
                 left -= len(message.get("body", b""))
