@@ -6,6 +6,7 @@ import os
 import select
 import socket
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 
@@ -426,16 +427,25 @@ def test_upload_of_another_repository(client: httpx.Client, repo: str) -> None:
 
 
 def read_response(sock: socket.socket) -> tuple[int, dict[str, str]]:
-    """Read one response's status and headers from a raw socket (bodies are not needed here)."""
+    """Read one response's status and headers from a raw socket."""
+    status, headers, _ = read_whole_response(sock)
+    return status, headers
+
+
+def read_whole_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     received = b""
     while b"\r\n\r\n" not in received:
         chunk = sock.recv(65536)
         assert chunk, f"connection closed before a full response: {received!r}"
         received += chunk
-    head = received.split(b"\r\n\r\n", 1)[0].decode()
-    status_line, *lines = head.split("\r\n")
+    head, body = received.split(b"\r\n\r\n", 1)
+    status_line, *lines = head.decode().split("\r\n")
     headers = {key.strip().lower(): value.strip() for key, value in (line.split(":", 1) for line in lines)}
-    return int(status_line.split()[1]), headers
+    while len(body) < int(headers.get("content-length", "0")):
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before the whole body"
+        body += chunk
+    return int(status_line.split()[1]), headers, body
 
 
 def patch_head(server: Server, upload: str, length: int, content_range: str) -> str:
@@ -526,6 +536,50 @@ def test_concurrent_patches_to_one_upload(client: httpx.Client, registry: Server
     assert headers["range"] == f"0-{len(data) - 1}"
     assert_created(client.put(upload, params={"digest": digest_of(data)}), repo, digest_of(data))
     assert_blob(client, repo, data)
+
+
+def direct_write_started(registry: Server, upload: str, digest: str) -> bool:
+    """Whether a request finishing `upload` with `digest` has begun writing its blob to the store
+    (a file of its own beside the session's on disk; a multipart upload at the blob's key on S3)."""
+    upload_id = upload.rsplit("/", 1)[1]
+    url = registry.env.get("PORTSIDE_STORAGE_URL", "")
+    if not url.startswith("s3://"):
+        return any(path.name.startswith(f"{upload_id}.") for path in (registry.data_dir / "uploads").iterdir())
+    import boto3  # the S3 passes only
+
+    parsed = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parsed.query))
+    client = boto3.client("s3", endpoint_url=query["endpoint"], region_name=query["region"])
+    algorithm, hexdigest = digest.split(":")
+    key = f"{parsed.path.strip('/')}/blobs/{algorithm}/{hexdigest[:2]}/{hexdigest}"
+    return bool(client.list_multipart_uploads(Bucket=parsed.netloc, Prefix=key).get("Uploads"))
+
+
+def test_two_puts_finishing_one_empty_session(client: httpx.Client, registry: Server, repo: str) -> None:
+    # Neither holds the session's lease (a request bringing a whole blob to an empty session needs
+    # none): the first to record its blob ends the session, and the other is told so.
+    slow, fast = os.urandom(20 * 1024 * 1024), os.urandom(5000)
+    upload = start_upload(client, repo)
+    head = (
+        f"PUT {upload}?digest={digest_of(slow)} HTTP/1.1\r\nHost: {registry.host}\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {len(slow)}\r\n"
+    )
+    sock = raw_request(registry, head, slow[: 18 * 1024 * 1024], close=False)
+    try:
+        deadline = time.monotonic() + 30
+        while not direct_write_started(registry, upload, digest_of(slow)):
+            assert time.monotonic() < deadline, "the slow PUT never began writing its blob"
+            time.sleep(0.05)
+        assert_created(client.put(upload, params={"digest": digest_of(fast)}, content=fast), repo, digest_of(fast))
+        sock.sendall(slow[18 * 1024 * 1024 :])
+        status, headers, body = read_whole_response(sock)
+        answer = httpx.Response(status, headers=headers, content=body)
+    finally:
+        sock.close()
+    assert_error(answer, 416, "BLOB_UPLOAD_INVALID", "changed while this request was writing to it")
+    assert_blob(client, repo, fast)
+    assert_no_blob(client, repo, digest_of(slow))
+    assert_error(client.get(upload), 404, "BLOB_UPLOAD_UNKNOWN")  # the fast PUT ended the session
 
 
 # -- mounting ------------------------------------------------------------------------------------

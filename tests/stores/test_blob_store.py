@@ -156,6 +156,22 @@ async def test_an_aborted_direct_upload_leaves_nothing_visible(store: BlobStore)
     await store.delete_upload("u-direct-abort", state)
 
 
+async def test_direct_writers_of_one_session_share_nothing(store: BlobStore) -> None:
+    # Two requests finishing one empty session at once (no lease between them): neither may write
+    # into the other's bytes, and the one that gives up leaves nothing behind.
+    first, second = _data(300 * 1024, 41), _data(270 * 1024, 42)  # past the filesystem's inline size
+    state = await store.create_upload("u-race")
+    one = await store.open_upload("u-race", state, 0, _digest(first))
+    other = await store.open_upload("u-race", state, 0, _digest(second))
+    await one.write(memoryview(first))
+    await other.write(memoryview(second))
+    await other.abort()
+    assert await one.commit(_digest(first), len(first)) is None
+    assert await _read(store, _digest(first), len(first)) == first
+    assert await store.size(_digest(second)) is None
+    assert [u for u in await store.stale_uploads(time.time() + 60) if u.startswith("u-race")] == []
+
+
 async def test_read_upload_returns_what_was_acknowledged(store: BlobStore) -> None:
     pieces = [_data(6 * MiB, 4), _data(300, 5)]
     state = await store.create_upload("u-read")

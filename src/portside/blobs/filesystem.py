@@ -10,6 +10,7 @@ import ctypes
 import errno
 import mmap
 import os
+import secrets
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -187,6 +188,10 @@ class FilesystemBlobStore:
         return ""  # the file is made by the first write that reaches the disk
 
     async def open_upload(self, upload_id: str, state: str, offset: int, digest: str | None) -> _FileWriter:
+        if digest is not None and offset == 0:
+            # The whole blob in one request: a file of its own, so two requests racing on one session
+            # never write into each other's bytes (the caller holds no lease for these).
+            return _FileWriter(self, self._uploads / f"{upload_id}.{secrets.token_hex(4)}", 0, private=True)
         return _FileWriter(self, self._upload_path(upload_id), offset)
 
     async def read_upload(self, upload_id: str, state: str, length: int) -> AsyncIterator[bytes]:
@@ -289,10 +294,11 @@ class _FileWriter:
     """Appends a request's bytes to `uploads/<id>`: small requests whole in one thread call at the
     end, large ones as they come (O_DIRECT where aligned, see _UploadFile)."""
 
-    def __init__(self, store: FilesystemBlobStore, path: Path, offset: int) -> None:
+    def __init__(self, store: FilesystemBlobStore, path: Path, offset: int, *, private: bool = False) -> None:
         self._store = store
         self._path = path
         self._offset = offset
+        self._private = private  # this request's own file: removed, not truncated, on abort
         self._pending = bytearray()
         self._file: _UploadFile | None = None
         self._full = False  # a write found no space: say so for readiness once the request is undone
@@ -347,6 +353,8 @@ class _FileWriter:
                     self._file.truncate(self._offset)
                 self._file.close()
                 self._file = None
+            if self._private:
+                self._path.unlink(missing_ok=True)
             self._pending = bytearray()
             if self._full:
                 self._store.note_full()

@@ -106,7 +106,9 @@ class BlobStore(Protocol):
     async def open_upload(self, upload_id: str, state: str, offset: int, digest: str | None) -> UploadWriter:
         """A writer appending at `offset`, the acknowledged size; bytes past it are dropped first.
         `digest`, when the request names it and the upload is empty, lets a driver write the blob
-        straight to its address (it still becomes visible only on commit)."""
+        straight to its address or to a place of this writer's own (it still becomes visible only on
+        commit); such a writer shares nothing with the session's other requests, so its caller needs
+        no lease."""
 
     def read_upload(self, upload_id: str, state: str, length: int) -> AsyncIterator[bytes]:
         """The first `length` acknowledged bytes (to verify a digest of another algorithm)."""

@@ -6,6 +6,12 @@ running hash at that size (blobs.hashing: OpenSSL's state, saved and resumed, so
 re-reads what was uploaded) and the blob store's own state (for S3: the staged parts). One request
 writes at a time: it takes the session's lease by compare-and-set, and gives it back in the same
 write that acknowledges its bytes.
+
+A request that brings a whole blob to an empty session (POST, then PUT with the body) needs no
+lease: its bytes go to a place of its own in the store, and the transaction that records the blob
+ends the session only if it is still empty and free (a compare-and-set), so two such requests
+never both succeed. A single-request upload (POST with ?digest=) has no session row at all. Each
+saves a database write per blob: on disk, what a push of many small images waits for.
 """
 
 from __future__ import annotations
@@ -56,13 +62,16 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class _Leased:
-    """An upload as the request holding its lease found it."""
+    """An upload as the request writing to it found it: holding its lease (`token`), or, with no
+    token, an empty session claimed only when the blob is recorded (`row`: a session row to end;
+    False for a single-request upload, which has none)."""
 
     upload_id: str
     token: str
     offset: int
     hash_state: bytes | None
     store_state: str
+    row: bool = True
 
 
 class Uploads:
@@ -99,6 +108,12 @@ class Uploads:
             )
             .values(lease=token, lease_until=bindparam("until"))
         )
+        # What a request finishing a session sees before deciding whether it needs the lease.
+        self._peek = db.query(
+            select(uploads.c.size, uploads.c.store_state, uploads.c.lease, uploads.c.lease_until).where(
+                uploads.c.id == upload_id, uploads.c.repository_name == bindparam("name")
+            )
+        )
         self._leased = db.query(
             select(uploads.c.size, uploads.c.hash_state, uploads.c.store_state).where(
                 uploads.c.id == upload_id, uploads.c.lease == token
@@ -125,6 +140,14 @@ class Uploads:
         self._store_state = db.query(select(uploads.c.store_state).where(uploads.c.id == upload_id))
         self._remove = db.query(delete(uploads).where(uploads.c.id == upload_id))
         self._remove_leased = db.query(delete(uploads).where(uploads.c.id == upload_id, uploads.c.lease == token))
+        # An empty session claimed at the end: still empty, and nobody holding its lease.
+        self._remove_fresh = db.query(
+            delete(uploads).where(
+                uploads.c.id == upload_id,
+                uploads.c.size == 0,
+                or_(uploads.c.lease.is_(None), uploads.c.lease_until < at),
+            )
+        )
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -135,7 +158,7 @@ class Uploads:
         return (await self._start(name, None)).upload_id
 
     async def _start(self, name: str, lease: str | None) -> _Leased:
-        """A new session; with `lease`, held by the caller from the start (a monolithic upload)."""
+        """A new session; with `lease`, held by the caller from the start."""
         upload_id = str(uuid.uuid4())
         state = await self.store.create_upload(upload_id)
         at = now()
@@ -199,9 +222,21 @@ class Uploads:
         size, hash_state, store_state = found
         return _Leased(upload_id, token, int(size), hash_state, store_state or "")
 
+    async def _claim(self, name: str, upload_id: str) -> _Leased:
+        """For a request finishing a session: an empty, free session as it is (claimed when the blob
+        is recorded), any other with its lease."""
+        if _valid_id(upload_id):
+            row = await self.db.fetch_one(self._peek, upload_id=upload_id, name=name)
+            if row is not None and row[0] == 0 and (row[2] is None or row[3] < now()):
+                return _Leased(upload_id, "", 0, None, row[1] or "")
+        return await self._take(name, upload_id)
+
     @contextlib.asynccontextmanager
     async def _holding(self, leased: _Leased) -> AsyncIterator[None]:
         """Renew the lease while the request works; give it back if the request fails."""
+        if not leased.token:
+            yield
+            return
 
         async def renew() -> None:
             while True:
@@ -283,7 +318,7 @@ class Uploads:
         *,
         leased: _Leased | None = None,
     ) -> None:
-        leased = leased or await self._take(name, upload_id)
+        leased = leased or await self._claim(name, upload_id)
         async with self._holding(leased):
             offset = leased.offset
             # A session hashed as sha256 that ends with another algorithm is read back, once.
@@ -295,7 +330,8 @@ class Uploads:
             actual = hasher.hexdigest()
             if actual != digest.hex:
                 await writer.abort()
-                await self._forget(upload_id)
+                if leased.row:
+                    await self._forget(upload_id)
                 raise DigestInvalid(
                     f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}; the upload was "
                     "discarded, push the blob again",
@@ -303,8 +339,13 @@ class Uploads:
                 )
 
             def record(conn: Connection) -> tuple[bool, bool]:
-                # Only the lease's holder ends the session; the blob is linked in the same transaction.
-                if not self.db.execute(conn, self._remove_leased, upload_id=upload_id, token=leased.token):
+                # Only the lease's holder, or the first to claim an empty session, ends it; the blob
+                # is linked in the same transaction.
+                if leased.token:
+                    ended = self.db.execute(conn, self._remove_leased, upload_id=upload_id, token=leased.token)
+                else:
+                    ended = not leased.row or self.db.execute(conn, self._remove_fresh, upload_id=upload_id, at=now())
+                if not ended:
                     return False, False
                 return True, self.registry.link_blob(conn, name, str(digest), size, on_create, location)
 
@@ -332,13 +373,11 @@ class Uploads:
         content_length: int | None,
         on_create: OnCreate | None = None,
     ) -> None:
-        leased = await self._start(name, secrets.token_hex(16))
-        try:
-            await self.finish(name, leased.upload_id, digest, chunks, content_length, on_create, leased=leased)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await self._forget(leased.upload_id)
-            raise
+        # No session row: nobody else can name this upload, and a crash leaves only store bytes, which
+        # expire() reclaims as orphans.
+        upload_id = str(uuid.uuid4())
+        leased = _Leased(upload_id, "", 0, None, await self.store.create_upload(upload_id), row=False)
+        await self.finish(name, upload_id, digest, chunks, content_length, on_create, leased=leased)
 
     async def _receive(
         self,
