@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import select
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -21,11 +22,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Executable, Insert
 
 from portside.faults import clear
-from portside.metadata.errors import UNREACHABLE, database_problem
+from portside.metadata.errors import UNREACHABLE, database_problem, rolled_back
 from portside.metadata.locks import KeyLocks
 from portside.metadata.writer import SqliteWriter
 
 T = TypeVar("T")
+log = logging.getLogger("portside.storage")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -40,6 +42,7 @@ def engine_url(url: str) -> str:
 
 POOL_SIZE = 20  # PostgreSQL connections per worker process (docs/scale-out.md: sizing)
 POOL_TIMEOUT = 5.0
+WRITE_ATTEMPTS = 3  # a transaction PostgreSQL rolls back as a deadlock's victim runs again
 
 
 def make_engine(url: str, *, fsync: bool = True) -> Engine:
@@ -321,8 +324,18 @@ class Database:
             return fn(conn, *args)
 
     def _write_sync(self, fn: Callable[..., T], *args: Any) -> T:
-        with self._conditions(), self._writer.begin() as conn:
-            return fn(conn, *args)
+        with self._conditions():
+            for attempt in range(1, WRITE_ATTEMPTS + 1):
+                try:
+                    with self._writer.begin() as conn:
+                        return fn(conn, *args)
+                except sqlalchemy.exc.DBAPIError as error:
+                    # PostgreSQL chose this transaction as a deadlock's victim and rolled it back:
+                    # run it again, as its documentation advises, rather than fail the request.
+                    if attempt == WRITE_ATTEMPTS or not rolled_back(error):
+                        raise
+                    log.info("transaction rolled back by the database (%s); attempt %d", error.orig, attempt + 1)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     @contextlib.contextmanager
     def _conditions(self) -> Iterator[None]:

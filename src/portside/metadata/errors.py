@@ -11,6 +11,7 @@ import sqlalchemy.exc
 from portside.faults import StoreUnreachable, storage_full
 
 _PG_DISK_FULL = "53100"  # SQLSTATE disk_full
+_PG_ROLLED_BACK = {"40P01", "40001"}  # deadlock_detected, serialization_failure
 UNREACHABLE = "database unavailable"  # the condition's name in the log (portside.faults)
 
 
@@ -46,3 +47,9 @@ def _unreachable(error: Exception, cause: object) -> bool:
         return False
     # OperationalError: cannot connect, the server shut down or restarted, the connection was cut.
     return isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError)
+
+
+def rolled_back(error: Exception) -> bool:
+    """Whether PostgreSQL rolled the transaction back to resolve a conflict (a deadlock's victim, a
+    serialization failure): the whole transaction may simply run again."""
+    return getattr(getattr(error, "orig", error), "sqlstate", None) in _PG_ROLLED_BACK

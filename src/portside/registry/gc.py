@@ -89,9 +89,16 @@ def _doom(conn: Connection, digests: Sequence[str], cutoff: datetime) -> list[tu
     """Step 2: the blobs of `digests` still unreferenced and stale, removed and journalled."""
     # Lock first, then look: on PostgreSQL a push that holds a link FOR SHARE commits before this
     # returns, and the statement after it (READ COMMITTED: a new snapshot) sees its references.
-    conn.execute(select(blobs.c.digest).where(blobs.c.digest.in_(digests)).with_for_update()).all()
+    # In digest order, as a manifest push locks its links: in any other order the two deadlocked
+    # (seen in CI: PostgreSQL killed the push, which answered 503).
     conn.execute(
-        select(repository_blobs.c.digest).where(repository_blobs.c.digest.in_(digests)).with_for_update()
+        select(blobs.c.digest).where(blobs.c.digest.in_(digests)).order_by(blobs.c.digest).with_for_update()
+    ).all()
+    conn.execute(
+        select(repository_blobs.c.digest)
+        .where(repository_blobs.c.digest.in_(digests))
+        .order_by(repository_blobs.c.digest, repository_blobs.c.repository_id)
+        .with_for_update()
     ).all()
     doomed = conn.execute(
         select(blobs.c.digest, blobs.c.size, blobs.c.location).where(
