@@ -136,7 +136,13 @@ class KeyLocks:
             for name in names:
                 stripe = self._stripe(name)
                 if stripe not in descriptors:
-                    fd = await anyio.to_thread.run_sync(self._flock, stripe, wait)
+                    # First without blocking, on the loop: opening an existing lock file and an
+                    # uncontended flock are two syscalls that touch no disk, where handing them to a
+                    # thread was ~4 % of a small-image push's samples (py-spy). Only a held lock is
+                    # waited for, in a thread.
+                    fd = self._flock(stripe, block=False)
+                    if fd is None and wait:
+                        fd = await anyio.to_thread.run_sync(self._flock, stripe, True)
                     if fd is None:
                         continue
                     descriptors[stripe] = fd
@@ -146,14 +152,14 @@ class KeyLocks:
             for fd in descriptors.values():
                 os.close(fd)  # closing the descriptor releases its flock
 
-    def _flock(self, stripe: int, wait: bool) -> int | None:
+    def _flock(self, stripe: int, block: bool) -> int | None:
         assert self._directory is not None
         if not self._made:  # once per process: every upload commit comes here
             self._directory.mkdir(exist_ok=True)
             self._made = True
         fd = os.open(self._directory / f"{stripe:02x}", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if block else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return None
