@@ -42,7 +42,7 @@ from portside.registry.errors import (
     SizeInvalid,
 )
 from portside.registry.references import Digest
-from portside.registry.service import OnCreate, Registry
+from portside.registry.service import RECENT_CONFIG_BYTES, OnCreate, Registry
 
 # Large bodies are received into two buffers of this size: while one fills, the other is hashed and
 # written. An upload in flight holds both.
@@ -326,7 +326,10 @@ class Uploads:
             writer = await self.store.open_upload(
                 upload_id, leased.store_state, offset, str(digest) if not offset else None
             )
-            size = await self._receive(writer, offset, chunks, content_length, hasher)
+            # A small whole blob (perhaps a config: Registry.received) is kept for the manifest after it.
+            small = not offset and content_length is not None and content_length <= RECENT_CONFIG_BYTES
+            whole = bytearray() if small else None
+            size = await self._receive(writer, offset, chunks, content_length, hasher, keep=whole)
             actual = hasher.hexdigest()
             if actual != digest.hex:
                 await writer.abort()
@@ -364,6 +367,8 @@ class Uploads:
                 await self.registry.drop_duplicate(str(digest), location)
             if not ended:
                 raise _changed(upload_id)
+            if whole is not None:
+                self.registry.received(str(digest), bytes(whole))
 
     async def monolithic(
         self,
@@ -386,15 +391,18 @@ class Uploads:
         chunks: AsyncIterator[bytes],
         expected: int | None,
         hasher: ResumableHash,
+        *,
+        keep: bytearray | None = None,
     ) -> int:
-        """Append a request's bytes at the acknowledged `offset`; the new size.
+        """Append a request's bytes at the acknowledged `offset`; the new size. A small body is also
+        copied into `keep`, when given.
 
         The caller acknowledges them. Until then they are harmless: whoever writes next starts from
         the acknowledged size, and this writer forgets them if the request fails.
         """
         try:
             if expected is not None and expected <= INLINE_BODY:
-                received = await self._receive_inline(writer, chunks, expected, hasher)
+                received = await self._receive_inline(writer, chunks, expected, hasher, keep)
             else:
                 received = await self._receive_buffered(writer, chunks, expected, hasher)
             if expected is not None and received != expected:
@@ -407,7 +415,12 @@ class Uploads:
         return offset + received
 
     async def _receive_inline(
-        self, writer: UploadWriter, chunks: AsyncIterator[bytes], expected: int, hasher: ResumableHash
+        self,
+        writer: UploadWriter,
+        chunks: AsyncIterator[bytes],
+        expected: int,
+        hasher: ResumableHash,
+        keep: bytearray | None,
     ) -> int:
         body = bytearray()
         async for chunk in chunks:
@@ -415,6 +428,8 @@ class Uploads:
             if len(body) > expected:
                 raise SizeInvalid(f"request body is longer than its declared {expected} bytes")
         hasher.update(body)
+        if keep is not None:
+            keep += body
         await writer.write(memoryview(body))
         return len(body)
 
