@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import select
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Executable, Insert
 
 from portside.faults import clear
+from portside.metadata.async_reads import AsyncReads, socket_quiet
 from portside.metadata.errors import UNREACHABLE, database_problem, rolled_back
 from portside.metadata.locks import KeyLocks
 from portside.metadata.writer import SqliteWriter
@@ -40,7 +40,8 @@ def engine_url(url: str) -> str:
     return url
 
 
-POOL_SIZE = 20  # PostgreSQL connections per worker process (docs/scale-out.md: sizing)
+POOL_SIZE = 12  # PostgreSQL connections per worker process for writes and reads in threads
+READ_POOL_SIZE = 16  # and for the prepared reads on the event loop (docs/scale-out.md: sizing)
 POOL_TIMEOUT = 5.0
 WRITE_ATTEMPTS = 3  # a transaction PostgreSQL rolls back as a deadlock's victim runs again
 
@@ -51,10 +52,10 @@ def make_engine(url: str, *, fsync: bool = True) -> Engine:
         engine = create_engine(url, pool_size=20, max_overflow=20, connect_args={"timeout": 30})
         _configure_sqlite(engine, fsync=fsync)
         return engine
-    # A fixed pool of 20, all kept open: with 10 and overflow, 16 concurrent reads per worker closed
-    # and reopened ~100 connections a second (a backend fork and a SCRAM exchange each; 220 sessions
-    # in 3.7 s under 32 callers). Digest locks have a pool of their own (metadata.locks). A request
-    # that waits POOL_TIMEOUT for a connection answers 503.
+    # A fixed pool, all kept open: with overflow, 16 concurrent reads per worker closed and reopened
+    # ~100 connections a second (a backend fork and a SCRAM exchange each; 220 sessions in 3.7 s
+    # under 32 callers). The hot reads have connections of their own (metadata.async_reads), and so
+    # do the digest locks (metadata.locks). A request that waits POOL_TIMEOUT for one answers 503.
     engine = create_engine(
         url, pool_size=POOL_SIZE, max_overflow=0, pool_timeout=POOL_TIMEOUT, connect_args={"connect_timeout": 5}
     )
@@ -72,24 +73,12 @@ def _check_on_checkout(engine: Engine) -> None:
 
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        if _idle_socket_quiet(dbapi_connection):
+        if socket_quiet(dbapi_connection):
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
         except Exception as error:
             raise sqlalchemy.exc.DisconnectionError(f"a pooled connection is gone: {error}") from error
-
-
-def _idle_socket_quiet(dbapi_connection: Any) -> bool:
-    """True when an idle connection is open and its server has sent nothing since (no round trip)."""
-    try:
-        if dbapi_connection.closed or getattr(dbapi_connection, "broken", False):
-            return False
-        poller = select.poll()  # not select.select: descriptors above 1024 are common in a busy worker
-        poller.register(dbapi_connection.fileno(), select.POLLIN)
-        return not poller.poll(0)
-    except Exception:  # a driver without these, or a closed descriptor: ping it
-        return False
 
 
 def _configure_sqlite(engine: Engine, *, fsync: bool) -> None:
@@ -212,8 +201,9 @@ class Database:
 
     Reads on SQLite run inline: in WAL mode they never wait for writers and take microseconds, far
     less than the hop to a thread and back, which dominated the cost of a manifest GET. Writes on
-    SQLite go to the process's one writer (metadata.writer), which commits them in batches. On a
-    networked database both run in a thread pool.
+    SQLite go to the process's one writer (metadata.writer), which commits them in batches. On
+    PostgreSQL, prepared reads (`fetch`) run on the event loop over async connections
+    (metadata.async_reads); transactions and read functions run in a thread pool.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -221,7 +211,8 @@ class Database:
         self._writer = engine.execution_options(write=True)
         self.dialect = engine.dialect.name
         self._inline_reads = self.dialect == "sqlite"
-        self._autocommit_reads = self.dialect == "postgresql" and engine.dialect.driver == "psycopg"
+        psycopg = self.dialect == "postgresql" and engine.dialect.driver == "psycopg"
+        self._async_reads = AsyncReads(engine, size=READ_POOL_SIZE, timeout=POOL_TIMEOUT) if psycopg else None
         self._loop_connection: Any = None  # the DBAPI connection for inline reads (SQLite)
         self.locks = KeyLocks(engine)  # named locks across processes (metadata.locks)
         database = engine.url.database
@@ -262,6 +253,10 @@ class Database:
         """Run a prepared read: inline on SQLite over a connection kept for the event loop."""
         if self._inline_reads:
             return self._fetch_inline(query, params)
+        if self._async_reads is not None:
+            with self._conditions():
+                raw = await self._async_reads.fetch(query.sql, query.parameters(params))
+            return [query.row(r) for r in raw]
         return await anyio.to_thread.run_sync(functools.partial(self._fetch_pooled, query, params))
 
     async def fetch_one(self, query: Query, **params: Any) -> tuple[Any, ...] | None:
@@ -278,12 +273,9 @@ class Database:
             cursor.close()
 
     def _fetch_pooled(self, query: Query, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """A prepared read in a thread, for a networked database other than psycopg's."""
         with self._conditions():
-            return self._fetch_pooled_raw(query, params)
-
-    def _fetch_pooled_raw(self, query: Query, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        connection = self.engine.raw_connection()
-        if not self._autocommit_reads:
+            connection = self.engine.raw_connection()
             try:
                 cursor = connection.cursor()
                 cursor.execute(query.sql, query.parameters(params))
@@ -293,23 +285,6 @@ class Database:
                 return rows
             finally:
                 connection.close()
-        # One statement needs no transaction of its own: in autocommit mode psycopg sends no BEGIN
-        # and no ROLLBACK, two round trips of the three a read took.
-        driver: Any = connection.driver_connection
-        try:
-            driver.autocommit = True
-            cursor = connection.cursor()
-            try:
-                cursor.execute(query.sql, query.parameters(params))
-                return [query.row(raw) for raw in cursor.fetchall()]
-            finally:
-                cursor.close()
-        finally:
-            try:
-                driver.autocommit = False
-            except Exception:  # the connection broke mid-read: it must not go back to the pool
-                connection.invalidate()
-            connection.close()
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn(connection, *args, **kwargs)` in a write transaction."""
@@ -371,6 +346,8 @@ class Database:
 
     def close(self) -> None:
         self.locks.close()
+        if self._async_reads is not None:
+            self._async_reads.close()
         if self._sqlite_writer is not None:
             self._sqlite_writer.close()
         if self._loop_connection is not None:

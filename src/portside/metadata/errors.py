@@ -35,7 +35,8 @@ def database_problem(error: Exception, where: str) -> Exception:
 
 
 def _unreachable(error: Exception, cause: object) -> bool:
-    if isinstance(error, sqlalchemy.exc.TimeoutError):  # every pooled connection busy or hung
+    # Every pooled connection busy or hung (SQLAlchemy's pool, or metadata.async_reads).
+    if isinstance(error, sqlalchemy.exc.TimeoutError | TimeoutError):
         return True
     if isinstance(cause, sqlite3.Error):
         return False

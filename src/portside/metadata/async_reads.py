@@ -1,0 +1,109 @@
+"""Prepared reads on PostgreSQL run on the event loop, over psycopg's async connections.
+
+Every request's hot reads (the bearer token's row, the decision function's facts, the manifest or
+blob itself) are one statement each. Run in a thread over SQLAlchemy's pool, one cost 330 us of the
+worker's CPU (the hop to a thread and back, the pool's checkout and return, autocommit toggled on
+and off); on the loop over a connection of this pool, 61 us: 3,500 against 16,000 reads a second in
+one process (`/tmp/s18/mb.py` in docs/performance.md, 16 concurrent readers). asyncpg took 62 us and
+psycopg_pool 68 us (its getconn/putconn) or 79 us (its context manager); psycopg is already the
+dependency, and this pool fails at once when the server refuses connections (an outage answers 503
+at once, as the threaded path did), where psycopg_pool keeps every caller waiting for its timeout
+while it reconnects in the background.
+
+Connections are in autocommit: a single statement needs no transaction of its own. An idle
+connection whose socket has something to read (the server shut down or died and said so) is closed
+and replaced before it is used, without a round trip on the healthy path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import select
+from collections import deque
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine
+
+CONNECT_TIMEOUT = 5  # seconds to open a connection before the read fails (503)
+
+
+class AsyncReads:
+    """A bounded set of async connections for one event loop; at most `size` in use at once."""
+
+    def __init__(self, engine: Engine, *, size: int, timeout: float) -> None:
+        args, params = engine.dialect.create_connect_args(engine.url)
+        self._args = args
+        # The dialect's parameters carry its adapters (JSON and the rest), so rows come back as
+        # SQLAlchemy's result processors expect them on the threaded path.
+        self._params = {**params, "autocommit": True, "connect_timeout": CONNECT_TIMEOUT}
+        self._size = size
+        self._timeout = timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: deque[psycopg.AsyncConnection[Any]] = deque()
+        self._slots: asyncio.Semaphore | None = None
+
+    async def fetch(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        slots = self._slots_for_loop()
+        if not slots.locked():
+            await slots.acquire()  # a free slot: no wait, and no task for wait_for to make
+        else:
+            try:
+                await asyncio.wait_for(slots.acquire(), self._timeout)
+            except TimeoutError:
+                busy = f"every one of the {self._size} database read connections was busy for {self._timeout} s"
+                raise TimeoutError(busy) from None
+        try:
+            conn = await self._connection()
+            try:
+                cursor = conn.cursor()
+                await cursor.execute(sql, params)
+                rows = await cursor.fetchall()
+            except BaseException:
+                await _discard(conn)  # broken, or in a state nobody should inherit
+                raise
+            self._idle.append(conn)
+            return rows
+        finally:
+            slots.release()
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        while self._idle:
+            conn = self._idle.pop()  # the most recently used: its socket is warm
+            if socket_quiet(conn):
+                return conn
+            await _discard(conn)
+        return await psycopg.AsyncConnection.connect(*self._args, **self._params)
+
+    def _slots_for_loop(self) -> asyncio.Semaphore:
+        """This loop's slots; connections made under another loop (a CLI command's earlier run) are
+        dropped, as their waits belong to that loop."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._loop is not loop:
+            self.close()
+            self._loop, self._slots = loop, asyncio.Semaphore(self._size)
+        return self._slots
+
+    def close(self) -> None:
+        """Close idle connections (no round trip: the server sees the socket close)."""
+        while self._idle:
+            self._idle.pop().pgconn.finish()
+
+
+def socket_quiet(conn: Any) -> bool:
+    """True when an idle connection (psycopg's, sync or async) is open and its server has sent
+    nothing since its last answer: no round trip."""
+    try:
+        if conn.closed or getattr(conn, "broken", False):
+            return False
+        poller = select.poll()  # not select.select: descriptors above 1024 are common in a busy worker
+        poller.register(conn.fileno(), select.POLLIN)
+        return not poller.poll(0)
+    except Exception:  # a driver without these, or a closed descriptor: treat it as suspect
+        return False
+
+
+async def _discard(conn: psycopg.AsyncConnection[Any]) -> None:
+    with contextlib.suppress(Exception):  # already gone: nothing to tell the server
+        await conn.close()
