@@ -129,6 +129,7 @@ def main() -> int:
         replicas = []
         for name in ("a", "b"):
             server = Server(out / name, free_port(), out / f"replica-{name}.log", ["--workers", "1"], env)
+            server.namespaces = ("regbench",) if name == "a" else ()  # the user regbench pushes to
             server.start()  # the first to start makes the site admin; the other finds it
             stack.callback(server.stop)
             replicas.append(server)

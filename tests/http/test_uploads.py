@@ -597,6 +597,18 @@ def test_mount_from_another_repository(client: httpx.Client, repo: str) -> None:
     assert_blob(client, repo, data)
 
 
+def test_mount_into_a_repository_that_exists(client: httpx.Client, repo: str) -> None:
+    """The repository is there already (on PostgreSQL the whole mount is then one statement)."""
+    push_blob(client, repo, b"the repository's first blob")
+    source = f"{repo}-source"
+    data = b"mounted next to it " + os.urandom(8)
+    digest = push_blob(client, source, data)
+    assert_created(client.post(f"/v2/{repo}/blobs/uploads/", params={"mount": digest, "from": source}), repo, digest)
+    assert_blob(client, repo, data)
+    assert client.delete(f"/v2/{source}/blobs/{digest}").status_code == 202
+    assert_blob(client, repo, data)  # linked into repo, not read through the source
+
+
 def test_mount_from_a_repository_without_the_blob_falls_back_to_an_upload(client: httpx.Client, repo: str) -> None:
     elsewhere = f"{repo}-has-it"
     empty_source = f"{repo}-lacks-it"

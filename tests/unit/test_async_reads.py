@@ -94,7 +94,7 @@ def test_a_pool_that_stays_busy_fails_with_a_timeout(database: Database) -> None
         return None
 
     error = asyncio.run(two())
-    assert str(error) == "every one of the 1 database read connections was busy for 0.2 s"
+    assert str(error) == "every one of the 1 database connections was busy for 0.2 s"
     reads.close()
 
 
@@ -147,3 +147,64 @@ def test_a_read_cancelled_mid_statement_leaves_no_broken_connection(
     assert asyncio.run(scenario()) == [("next",)]
     reads.close()
     database.write_sync(lambda conn: conn.execute(text("SELECT 1")))
+
+
+# -- digest locks (metadata.locks) on connections of their own -----------------------------------
+
+
+def test_digest_locks_exclude_another_process_and_are_released(database: Database) -> None:
+    other = Database(make_engine(database.engine.url.render_as_string(hide_password=False)))  # another replica
+    events: list[str] = []
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        async def first() -> None:
+            async with database.locks.hold(["sha256:a", "sha256:b"]) as held:
+                events.append(f"first holds {held}")
+                await asyncio.sleep(0.3)
+                events.append("first releases")
+
+        async def second() -> None:
+            await asyncio.sleep(0.1)
+            async with other.locks.hold(["sha256:b"]) as held:
+                events.append(f"second holds {held}")
+
+        holding = asyncio.create_task(first())
+        await asyncio.sleep(0.1)
+        async with other.locks.hold(["sha256:a", "sha256:c"], wait=False) as free_now:
+            pass
+        await asyncio.gather(holding, second())
+        async with other.locks.hold(["sha256:a", "sha256:c"], wait=False) as free_after:
+            pass
+        return free_now, free_after
+
+    free_now, free_after = asyncio.run(scenario())
+    assert events == ["first holds ['sha256:a', 'sha256:b']", "first releases", "second holds ['sha256:b']"]
+    assert free_now == ["sha256:c"]  # sha256:a was held by the first
+    assert sorted(free_after) == ["sha256:a", "sha256:c"]
+    other.close()
+
+
+def test_a_holder_cancelled_while_waiting_leaves_no_lock_behind(database: Database) -> None:
+    other = Database(make_engine(database.engine.url.render_as_string(hide_password=False)))
+
+    async def scenario() -> list[str]:
+        release = asyncio.Event()
+
+        async def holder() -> None:
+            async with database.locks.hold(["sha256:d"]):
+                await release.wait()
+
+        holding = asyncio.create_task(holder())
+        await asyncio.sleep(0.1)
+        waiting = asyncio.create_task(other.locks.hold(["sha256:d"]).__aenter__())
+        await asyncio.sleep(0.2)
+        waiting.cancel()  # a client gone while its commit waited for the digest
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        release.set()
+        await holding
+        async with other.locks.hold(["sha256:d"], wait=False) as held:
+            return held
+
+    assert asyncio.run(scenario()) == ["sha256:d"]
+    other.close()

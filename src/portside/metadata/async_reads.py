@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import select
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -45,6 +46,16 @@ class AsyncReads:
         self._slots: asyncio.Semaphore | None = None
 
     async def fetch(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        """The rows of one statement (none for a statement that returns none), committed by itself."""
+        async with self.connection() as conn:
+            cursor = conn.cursor()
+            await cursor.execute(sql, params)
+            return await cursor.fetchall() if cursor.description is not None else []
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A connection for the caller alone (several statements, a session's advisory locks); it
+        goes back to the pool afterwards, or is closed if anything failed while it was out."""
         slots = self._slots_for_loop()
         if not slots.locked():
             await slots.acquire()  # a free slot: no wait, and no task for wait_for to make
@@ -52,19 +63,16 @@ class AsyncReads:
             try:
                 await asyncio.wait_for(slots.acquire(), self._timeout)
             except TimeoutError:
-                busy = f"every one of the {self._size} database read connections was busy for {self._timeout} s"
+                busy = f"every one of the {self._size} database connections was busy for {self._timeout} s"
                 raise TimeoutError(busy) from None
         try:
             conn = await self._connection()
             try:
-                cursor = conn.cursor()
-                await cursor.execute(sql, params)
-                rows = await cursor.fetchall()
+                yield conn
             except BaseException:
                 await _discard(conn)  # broken, or in a state nobody should inherit
                 raise
             self._idle.append(conn)
-            return rows
         finally:
             slots.release()
 

@@ -286,6 +286,23 @@ class Database:
             finally:
                 connection.close()
 
+    async def commit_one(self, query: Query, **params: Any) -> list[tuple[Any, ...]]:
+        """One prepared statement that is a transaction of its own, and the rows it returns. On
+        PostgreSQL it runs on the event loop in autocommit: one round trip, where `write` takes a
+        thread, BEGIN and COMMIT; elsewhere it is a `write`."""
+        if self._async_reads is None:
+            return await self.write(self.rows, query, **params)
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with self._conditions():
+                    raw = await self._async_reads.fetch(query.sql, query.parameters(params))
+                return [query.row(r) for r in raw]
+            except Exception as error:
+                if attempt == WRITE_ATTEMPTS or not rolled_back(error):
+                    raise
+                log.info("statement rolled back by the database (%s); attempt %d", error, attempt + 1)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn(connection, *args, **kwargs)` in a write transaction."""
         if kwargs:

@@ -16,11 +16,11 @@ import hashlib
 import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import anyio
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 
+from portside.metadata.async_reads import AsyncReads
 from portside.metadata.errors import database_problem
 
 _STRIPES = 256
@@ -46,7 +46,7 @@ class KeyLocks:
         database = engine.url.database
         self._postgresql = engine.dialect.name == "postgresql"
         self._directory = None if self._postgresql or not database else Path(f"{database}-locks")
-        self._pool: Engine | None = None
+        self._connections: AsyncReads | None = None
         self._made = False  # the flock directory exists
 
     @contextlib.asynccontextmanager
@@ -67,60 +67,36 @@ class KeyLocks:
 
     @contextlib.asynccontextmanager
     async def _advisory(self, names: list[str], wait: bool) -> AsyncIterator[list[str]]:
+        # On the event loop: in threads over SQLAlchemy's pool (with its pre-ping) a commit's lock
+        # and unlock were three hops and three round trips.
+        if self._connections is None:
+            self._connections = AsyncReads(self.engine, size=LOCK_CONNECTIONS, timeout=30)
         try:
-            connection = await anyio.to_thread.run_sync(self._connect)
+            async with self._connections.connection() as conn:
+                held = []
+                for name in names:
+                    if wait:
+                        await conn.execute("SELECT pg_advisory_lock(%s)", (_key(name),))
+                        held.append(name)
+                    else:
+                        cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_key(name),))
+                        if (await cursor.fetchone() or (False,))[0]:
+                            held.append(name)
+                try:
+                    yield held
+                finally:
+                    # A connection that cannot unlock is closed (connection() discards it on an
+                    # error), which ends its session and so its locks.
+                    await conn.execute("SELECT pg_advisory_unlock_all()")
         except Exception as error:
-            raise _condition(error) from None
-        try:
-            try:
-                held = await anyio.to_thread.run_sync(self._lock_all, connection, names, wait)
-            except Exception as error:
-                raise _condition(error) from None
-            yield held
-        finally:
-            await anyio.to_thread.run_sync(self._release, connection)
+            problem = _condition(error)
+            if problem is error:
+                raise
+            raise problem from None
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.dispose()
-
-    def _connect(self) -> Any:
-        if self._pool is None:
-            self._pool = create_engine(
-                self.engine.url, pool_size=LOCK_CONNECTIONS, max_overflow=0, pool_timeout=30, pool_pre_ping=True
-            )
-        connection = self._pool.raw_connection()
-        connection.driver_connection.autocommit = True  # type: ignore[union-attr]
-        return connection
-
-    @staticmethod
-    def _lock_all(connection: Any, names: list[str], wait: bool) -> list[str]:
-        cursor = connection.cursor()
-        held = []
-        try:
-            for name in names:
-                if wait:
-                    cursor.execute("SELECT pg_advisory_lock(%s)", (_key(name),))
-                    held.append(name)
-                else:
-                    cursor.execute("SELECT pg_try_advisory_lock(%s)", (_key(name),))
-                    if cursor.fetchone()[0]:
-                        held.append(name)
-        finally:
-            cursor.close()
-        return held
-
-    @staticmethod
-    def _release(connection: Any) -> None:
-        try:
-            cursor = connection.cursor()
-            cursor.execute("SELECT pg_advisory_unlock_all()")
-            cursor.close()
-            connection.driver_connection.autocommit = False
-        except Exception:
-            connection.invalidate()  # a connection we cannot unlock must not go back to the pool
-        finally:
-            connection.close()
+        if self._connections is not None:
+            self._connections.close()
 
     # -- SQLite --------------------------------------------------------------------------------
 

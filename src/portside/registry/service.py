@@ -12,7 +12,8 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, delete, select, update
+from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, delete, exists, select, update
+from sqlalchemy.sql import Executable
 
 from portside.blobs.store import BlobRead, BlobStore
 from portside.clock import now
@@ -285,6 +286,7 @@ class Registry:
             .values(repository_id=repository_id, digest=digest, created_at=at)
             .on_conflict_do_nothing(index_elements=["repository_id", "digest"])
         )
+        self._mount = db.query(_mount_statement(db)) if db.dialect == "postgresql" else None
 
     # -- repositories --------------------------------------------------------------------------
 
@@ -394,7 +396,15 @@ class Registry:
         """Link a blob the caller may read elsewhere into `name`; False if it is gone (garbage
         collection took it since the caller looked: the client uploads it instead). The database is
         the truth about which blobs exist: the store is not asked."""
-        if await self.stored_size(name, digest) is not None:
+        if self._mount is not None:
+            # PostgreSQL: the whole mount is one statement on the event loop (one round trip, and
+            # its commit) unless the repository is new; 0.88x -> ?x of distribution's mounts.
+            ((seen, repository_id),) = await self.db.commit_one(self._mount, name=name, digest=str(digest), at=now())
+            if not seen:
+                return False
+            if repository_id is not None:
+                return True
+        elif await self.stored_size(name, digest) is not None:
             return True  # already there: nothing to write
 
         def link(conn: Connection) -> bool:
@@ -679,3 +689,25 @@ def _page(conn: Connection, stmt: Select[tuple[str]], n: int | None) -> Page:
     limit = min(n, MAX_PAGE)
     items = list(conn.execute(stmt.limit(limit + 1)).scalars())
     return Page(items[:limit], more=len(items) > limit)
+
+
+def _mount_statement(db: Database) -> Executable:
+    """PostgreSQL: refresh a blob's seen_at and link it into an existing repository in one
+    statement; answers (whether the blob's row was there, the repository's id or NULL). The UPDATE
+    locks the blob's row as the transaction of `mount` does, so garbage collection's FOR UPDATE
+    orders against it the same way (docs/lifecycle.md)."""
+    at, digest = bindparam("at", type_=blobs.c.seen_at.type), bindparam("digest")
+    seen = update(blobs).where(blobs.c.digest == digest).values(seen_at=at).returning(blobs.c.digest).cte("seen")
+    repository = select(repositories.c.id).where(repositories.c.name == bindparam("name")).cte("repository")
+    linked = (
+        db.insert(repository_blobs)
+        .from_select(
+            ["repository_id", "digest", "created_at"],
+            select(repository.c.id, seen.c.digest, at),
+        )
+        .on_conflict_do_nothing(index_elements=["repository_id", "digest"])
+        .returning(repository_blobs.c.digest)
+        .cte("linked")
+    )
+    # PostgreSQL runs a data-modifying CTE whether or not the query reads it; add_cte renders it.
+    return select(exists(select(seen.c.digest)), select(repository.c.id).scalar_subquery()).add_cte(linked)

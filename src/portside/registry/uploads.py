@@ -163,8 +163,7 @@ class Uploads:
         state = await self.store.create_upload(upload_id)
         at = now()
         until = at + timedelta(seconds=LEASE_SECONDS) if lease else None
-        await self.db.write(
-            self.db.execute,
+        await self.db.commit_one(
             self._insert,
             upload_id=upload_id,
             name=name,
