@@ -1,14 +1,14 @@
 """Prepared reads on PostgreSQL run on the event loop, over psycopg's async connections.
 
 Every request's hot reads (the bearer token's row, the decision function's facts, the manifest or
-blob itself) are one statement each. Run in a thread over SQLAlchemy's pool, one cost 330 us of the
-worker's CPU (the hop to a thread and back, the pool's checkout and return, autocommit toggled on
-and off); on the loop over a connection of this pool, 61 us: 3,500 against 16,000 reads a second in
-one process (`/tmp/s18/mb.py` in docs/performance.md, 16 concurrent readers). asyncpg took 62 us and
-psycopg_pool 68 us (its getconn/putconn) or 79 us (its context manager); psycopg is already the
-dependency, and this pool fails at once when the server refuses connections (an outage answers 503
-at once, as the threaded path did), where psycopg_pool keeps every caller waiting for its timeout
-while it reconnects in the background.
+blob itself) are one statement each. Run in a thread over SQLAlchemy's pool, one cost 190-440 us of
+the worker's CPU (the hop to a thread and back, the pool's checkout and return, autocommit toggled
+on and off); on the loop over a connection of this pool, 66 us, and 76 us through `Database.fetch`
+with its conversions (`python bench/pg_reads.py`, 16 concurrent readers: docs/performance.md).
+asyncpg's pool took 65 us and psycopg_pool's 68 us: the same cost. This small pool is here for what
+it does in an outage: a server that refuses connections fails the read at once (503 at once, as the
+threaded path did), where psycopg_pool kept every caller waiting for its whole timeout while it
+reconnected in the background (measured: 5.0 s per request with timeout=5).
 
 Connections are in autocommit: a single statement needs no transaction of its own. An idle
 connection whose socket has something to read (the server shut down or died and said so) is closed
@@ -47,15 +47,30 @@ class AsyncReads:
 
     async def fetch(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
         """The rows of one statement (none for a statement that returns none), committed by itself."""
-        async with self.connection() as conn:
+        conn = await self._acquire()
+        try:
             cursor = conn.cursor()
             await cursor.execute(sql, params)
-            return await cursor.fetchall() if cursor.description is not None else []
+            rows = await cursor.fetchall() if cursor.description is not None else []
+        except BaseException:
+            await self._release(conn, broken=True)
+            raise
+        await self._release(conn)
+        return rows
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """A connection for the caller alone (several statements, a session's advisory locks); it
         goes back to the pool afterwards, or is closed if anything failed while it was out."""
+        conn = await self._acquire()
+        try:
+            yield conn
+        except BaseException:
+            await self._release(conn, broken=True)
+            raise
+        await self._release(conn)
+
+    async def _acquire(self) -> psycopg.AsyncConnection[Any]:
         slots = self._slots_for_loop()
         if not slots.locked():
             await slots.acquire()  # a free slot: no wait, and no task for wait_for to make
@@ -66,15 +81,22 @@ class AsyncReads:
                 busy = f"every one of the {self._size} database connections was busy for {self._timeout} s"
                 raise TimeoutError(busy) from None
         try:
-            conn = await self._connection()
-            try:
-                yield conn
-            except BaseException:
-                await _discard(conn)  # broken, or in a state nobody should inherit
-                raise
-            self._idle.append(conn)
-        finally:
+            return await self._connection()
+        except BaseException:
             slots.release()
+            raise
+
+    async def _release(self, conn: psycopg.AsyncConnection[Any], *, broken: bool = False) -> None:
+        """Back to the pool, or closed when something failed while it was out (broken, or in a state
+        nobody should inherit)."""
+        assert self._slots is not None
+        try:
+            if broken:
+                await _discard(conn)
+            else:
+                self._idle.append(conn)
+        finally:
+            self._slots.release()
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         while self._idle:
