@@ -327,10 +327,13 @@ class Registry:
             raise BlobUnknown(f"blob {digest} is not in repository {name}", detail={"digest": str(digest)})
         return int(row[0]), row[1]
 
-    async def read_blob(self, name: str, digest: Digest, byte_range: tuple[int, int] | None) -> BlobRead:
-        """How to send a blob of repository `name`: a local file, a redirect or a stream."""
+    async def read_blob(
+        self, name: str, digest: Digest, byte_range: Callable[[int], tuple[int, int] | None]
+    ) -> tuple[int, BlobRead]:
+        """A blob of repository `name`: its size, and how to send it (a local file, a redirect or a
+        stream) for the range `byte_range` makes of its size (one read of the database)."""
         size, location = await self._stored(name, digest)
-        return await self.store.serve(str(digest), size, byte_range, location=location)
+        return size, await self.store.serve(str(digest), size, byte_range(size), location=location)
 
     async def delete_blob(self, name: str, digest: Digest) -> None:
         def change(conn: Connection) -> int:

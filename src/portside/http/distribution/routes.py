@@ -155,9 +155,8 @@ class Distribution:
         if request.method == "HEAD":  # the database knows the size: the blob store is not asked
             headers["Content-Length"] = str(await self.registry.blob_size(name, digest))
             return Response(media_type="application/octet-stream", headers=headers)
-        size = await self.registry.blob_size(name, digest)
-        byte_range = _check_range(request.headers.get("range"), size)
-        read = await self.registry.read_blob(name, digest, byte_range)
+        asked = request.headers.get("range")
+        size, read = await self.registry.read_blob(name, digest, lambda size: _check_range(asked, size))
         if isinstance(read, LocalFile):
             # Zero-copy (sendfile, or the ASGI server's path send); FileResponse answers Range itself.
             return FileResponse(
@@ -166,7 +165,7 @@ class Distribution:
         if isinstance(read, Redirect):
             return RedirectResponse(read.url, status_code=307, headers={"Docker-Content-Digest": str(digest)})
         headers["Content-Length"] = str(read.length)
-        if byte_range is None:
+        if asked is None:
             return StreamingResponse(read.chunks, media_type="application/octet-stream", headers=headers)
         headers["Content-Range"] = f"bytes {read.start}-{read.start + read.length - 1}/{size}"
         return StreamingResponse(read.chunks, status_code=206, media_type="application/octet-stream", headers=headers)
