@@ -558,6 +558,44 @@ def test_revoking_a_token_takes_effect_at_once(setup: Setup, http: httpx.Client)
     error(refreshed, 401, "UNAUTHORIZED", "revoked")
 
 
+def test_a_revoked_token_is_refused_whatever_the_read_finds(setup: Setup, http: httpx.Client) -> None:
+    """The check of the token behind a bearer token rides along with a manifest's or a blob's read
+    (one statement on PostgreSQL): it must refuse what was found and what was not alike."""
+    server = setup.server
+    pat = server.token("ana", ALL_SCOPES, "--note", "revoked mid-pull")
+    token = token_answer(http, basic("ana", pat), "repository:ana/app:pull").json()["token"]
+    oci = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    manifest = http.get("/v2/ana/app/manifests/v1", headers={**bearer(token), **oci})
+    assert manifest.status_code == 200
+    config = manifest.json()["config"]["digest"]
+    missing = "sha256:" + "0" * 64
+    reads = [
+        ("GET", "/v2/ana/app/manifests/v1", 200),
+        ("HEAD", "/v2/ana/app/manifests/v1", 200),
+        ("GET", f"/v2/ana/app/manifests/{manifest.headers['docker-content-digest']}", 200),
+        ("GET", "/v2/ana/app/manifests/v2-never-pushed", 404),
+        ("HEAD", f"/v2/ana/app/blobs/{config}", 200),
+        ("GET", f"/v2/ana/app/blobs/{config}", 200),
+        ("HEAD", f"/v2/ana/app/blobs/{missing}", 404),
+        ("GET", f"/v2/ana/app/blobs/{missing}", 404),
+        ("GET", "/v2/ana/app/blobs/sha256:nope", 400),
+    ]
+    for method, path, status in reads:
+        assert http.request(method, path, headers=bearer(token)).status_code == status, (method, path)
+    db = server.database()
+    try:
+        (token_id,) = [t.id for t in db.read_sync(accounts.list_tokens, "ana") if t.note == "revoked mid-pull"]
+    finally:
+        db.close()
+    server.cli("token", "revoke", str(token_id))
+    for method, path, _ in reads:
+        response = http.request(method, path, headers=bearer(token))
+        assert response.status_code == 401, (method, path, response.status_code)
+        assert response.headers["www-authenticate"] == challenge(server, "repository:ana/app:pull", "invalid_token")
+        if method == "GET":
+            error(response, 401, "UNAUTHORIZED", "revoked")
+
+
 def test_expired_personal_access_tokens_stop_working(setup: Setup, http: httpx.Client) -> None:
     server = setup.server
     pat = server.token("ana", ALL_SCOPES, "--expires", "3s")

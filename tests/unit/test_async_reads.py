@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, select, text
 
 from portside.faults import StoreUnreachable
 from portside.metadata.async_reads import AsyncReads
-from portside.metadata.database import Database, make_engine, upgrade
+from portside.metadata.database import Database, Rider, make_engine, upgrade
 from portside.metadata.schema import accounts
 from tests.support.postgres import PostgresCluster
 from tests.support.server import OUTPUT
@@ -208,3 +208,30 @@ def test_a_holder_cancelled_while_waiting_leaves_no_lock_behind(database: Databa
 
     assert asyncio.run(scenario()) == ["sha256:d"]
     other.close()
+
+
+# -- a read riding along with another (Database.fetch_one(..., rider=)) ---------------------------
+
+
+def test_a_rider_comes_back_with_the_read_it_rode_along_with(database: Database) -> None:
+    by_name = database.query(select(accounts.c.id, accounts.c.created_at).where(accounts.c.name == bindparam("name")))
+    by_id = database.query(select(accounts.c.name, accounts.c.is_site_admin).where(accounts.c.id == bindparam("id")))
+    created = dt.datetime(2026, 12, 4, 18, 0, tzinfo=dt.UTC)
+
+    async def pairs() -> list[tuple[object, object, bool]]:
+        found = []
+        for name, account_id in (("octo", 7), ("octo", 8), ("nobody", 7), ("nobody", 8)):
+            rider = Rider(by_id, id=account_id)
+            row = await database.fetch_one(by_name, rider=rider, name=name)
+            found.append((row, rider.row, rider.done))
+        return found
+
+    assert asyncio.run(pairs()) == [
+        ((7, created), ("octo", False), True),
+        ((7, created), None, True),
+        (None, ("octo", False), True),
+        (None, None, True),
+    ]
+    clash = Rider(by_name, name="octo")
+    with pytest.raises(ValueError, match=r"must not share parameter names: \['name'\]"):
+        asyncio.run(database.fetch_one(by_name, rider=clash, name="octo"))

@@ -9,15 +9,18 @@ know the package exists.
 from __future__ import annotations
 
 import base64
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from starlette.requests import Request
 
 from portside.access.bearer import Claims, InvalidToken
 from portside.access.policy import ANONYMOUS, Action, Actor
-from portside.access.service import Access, Authenticated, AuthenticationFailed, RateLimited
+from portside.access.service import Access, Authenticated, AuthenticationFailed, RateLimited, Rider
 from portside.http.base_url import BaseUrl, client_address
 from portside.registry.errors import RegistryError
 
+T = TypeVar("T")
 _CREDENTIALS = "portside.credentials"  # where a request's checked credentials are kept
 SCOPE_ACTIONS = {Action.PULL: "pull", Action.PUSH: "pull,push", Action.DELETE: "delete"}
 
@@ -105,6 +108,43 @@ class RegistryAuth:
         if decision.hidden:
             raise NotFound(f"repository {name} not found", detail={"name": name})
         raise Denied(decision.reason)
+
+    async def require_reading(
+        self, request: Request, name: str, action: Action, read: Callable[[Rider | None], Awaitable[T]]
+    ) -> tuple[Actor, T]:
+        """`require`, then `read(None)`; but for a bearer token whose grant covers `action` on
+        `name`, the check that its personal access token still stands rides along with the read
+        (`read(rider)`: one database round trip for both on PostgreSQL), and nothing read is
+        answered before that check has passed. A read that did not take the rider, or that failed
+        (a 404 may yet have to be a 401), falls back to `require` first."""
+        claims = self._bearer_claims(request)
+        if claims is None or action.value not in claims.actions_on("repository", name):
+            actor = await self.require(request, name, action)
+            return actor, await read(None)
+        rider = self.access.token_rider(claims)
+        try:
+            value = await read(rider)
+        except RegistryError:
+            await self.require(request, name, action)  # an invalid token is a 401, not the read's error
+            raise
+        if not rider.done:
+            return await self.require(request, name, action), value
+        try:
+            actor = self.access.rider_actor(claims, rider)
+        except InvalidToken as exc:
+            challenge = self.challenge(request, scope_of(name, action), "invalid_token")
+            raise Unauthorized(str(exc), headers=challenge) from None
+        request.scope[_CREDENTIALS] = (actor, claims)
+        return actor, value
+
+    def _bearer_claims(self, request: Request) -> Claims | None:
+        """Verified claims of a bearer token that names a user (no database), else None."""
+        if _CREDENTIALS in request.scope:
+            return None  # credentials already checked: `require` has them
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return None
+        return self.access.verified_claims(value.strip())
 
     async def permits(self, request: Request, name: str, action: Action, *, scope: str) -> bool:
         """Whether the request's credentials allow `action` on another repository than the one in

@@ -180,10 +180,12 @@ class Query:
             if column.default is None or not column.default.is_scalar:
                 raise ValueError(f"a prepared statement must set column {column.key} explicitly")
             self._defaults[column.key] = column.default.arg
+        self.names = tuple(self._names)
         self._binds = [compiled.binds[name].type._cached_bind_processor(engine.dialect) for name in self._names]
         columns = getattr(stmt, "selected_columns", None) or getattr(stmt, "_returning", ())
         self._results = [col.type._cached_result_processor(engine.dialect, None) for col in columns]
         self._convert = any(self._results)
+        self.width = len(self._results)  # the number of columns a row has
 
     def parameters(self, params: dict[str, Any]) -> list[Any] | dict[str, Any]:
         values = [params[name] if name in params else self._defaults[name] for name in self._names]
@@ -194,6 +196,38 @@ class Query:
         if not self._convert:
             return tuple(raw)
         return tuple(conv(v) if conv else v for conv, v in zip(self._results, raw, strict=True))
+
+
+class Rider:
+    """A single-row read that rides along with another (`Database.fetch_one(..., rider=)`): the bearer
+    token's row with the manifest or blob a request reads. `done` says whether it ran; a caller that
+    relies on it must check, and read it itself when it did not."""
+
+    __slots__ = ("done", "params", "query", "row")
+
+    def __init__(self, query: Query, **params: Any) -> None:
+        self.query = query
+        self.params = params
+        self.done = False
+        self.row: tuple[Any, ...] | None = None
+
+    def found(self, row: tuple[Any, ...] | None) -> None:
+        self.done, self.row = True, row
+
+
+def _together(first: Query, second: Query) -> str:
+    """PostgreSQL: two single-row reads as one statement, each a LATERAL subquery behind a marker
+    column (a missing row comes back as NULLs after a NULL marker)."""
+    if first._positional or second._positional:  # psycopg binds by name
+        raise ValueError("reads ride together only with named parameters")
+    shared = set(first.names) & set(second.names)
+    if shared:
+        raise ValueError(f"reads that ride together must not share parameter names: {sorted(shared)}")
+    return (
+        "SELECT a.*, b.* FROM (SELECT 1) AS one"
+        f" LEFT JOIN LATERAL (SELECT true AS found_, q.* FROM ({first.sql}) AS q LIMIT 1) AS a ON true"
+        f" LEFT JOIN LATERAL (SELECT true AS found_, r.* FROM ({second.sql}) AS r LIMIT 1) AS b ON true"
+    )
 
 
 class Database:
@@ -213,6 +247,7 @@ class Database:
         self._inline_reads = self.dialect == "sqlite"
         psycopg = self.dialect == "postgresql" and engine.dialect.driver == "psycopg"
         self._async_reads = AsyncReads(engine, size=READ_POOL_SIZE, timeout=POOL_TIMEOUT) if psycopg else None
+        self._together: dict[tuple[int, int], str] = {}  # fetch_one's riders: the statements of pairs
         self._loop_connection: Any = None  # the DBAPI connection for inline reads (SQLite)
         self.locks = KeyLocks(engine)  # named locks across processes (metadata.locks)
         database = engine.url.database
@@ -259,9 +294,26 @@ class Database:
             return [query.row(r) for r in raw]
         return await anyio.to_thread.run_sync(functools.partial(self._fetch_pooled, query, params))
 
-    async def fetch_one(self, query: Query, **params: Any) -> tuple[Any, ...] | None:
-        rows = await self.fetch(query, **params)
-        return rows[0] if rows else None
+    async def fetch_one(self, query: Query, *, rider: Rider | None = None, **params: Any) -> tuple[Any, ...] | None:
+        """The first row of a prepared read; with `rider`, its read too, and in the same statement on
+        PostgreSQL (one round trip instead of two)."""
+        if rider is None:
+            rows = await self.fetch(query, **params)
+            return rows[0] if rows else None
+        if self._async_reads is None:  # SQLite reads are inline: there is no round trip to save
+            rows = await self.fetch(query, **params)
+            rider.found(await self.fetch_one(rider.query, **rider.params))
+            return rows[0] if rows else None
+        both = self._together.get((id(query), id(rider.query)))
+        if both is None:
+            both = self._together[(id(query), id(rider.query))] = _together(query, rider.query)
+        values = {**query.parameters(params), **rider.query.parameters(rider.params)}  # type: ignore[dict-item]
+        with self._conditions():
+            raw = await self._async_reads.fetch(both, values)
+        width = query.width
+        first, second = raw[0][: width + 1], raw[0][width + 1 :]
+        rider.found(rider.query.row(second[1:]) if second[0] else None)
+        return query.row(first[1:]) if first[0] else None
 
     def _fetch_inline(self, query: Query, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         if self._loop_connection is None:

@@ -17,7 +17,7 @@ from sqlalchemy.sql import Executable
 
 from portside.blobs.store import BlobRead, BlobStore
 from portside.clock import now
-from portside.metadata.database import Database
+from portside.metadata.database import Database, Rider
 from portside.metadata.schema import (
     blobs,
     immutable_tags,
@@ -318,21 +318,26 @@ class Registry:
 
     # -- blobs ---------------------------------------------------------------------------------
 
-    async def blob_size(self, name: str, digest: Digest) -> int:
-        return (await self._stored(name, digest))[0]
+    async def blob_size(self, name: str, digest: Digest, rider: Rider | None = None) -> int:
+        """`rider`: a read to make in the same statement (metadata.database.Rider)."""
+        return (await self._stored(name, digest, rider))[0]
 
-    async def _stored(self, name: str, digest: Digest) -> tuple[int, str | None]:
-        row = await self.db.fetch_one(self._blob_size, name=name, ref=str(digest))
+    async def _stored(self, name: str, digest: Digest, rider: Rider | None = None) -> tuple[int, str | None]:
+        row = await self.db.fetch_one(self._blob_size, rider=rider, name=name, ref=str(digest))
         if row is None:
             raise BlobUnknown(f"blob {digest} is not in repository {name}", detail={"digest": str(digest)})
         return int(row[0]), row[1]
 
     async def read_blob(
-        self, name: str, digest: Digest, byte_range: Callable[[int], tuple[int, int] | None]
+        self,
+        name: str,
+        digest: Digest,
+        byte_range: Callable[[int], tuple[int, int] | None],
+        rider: Rider | None = None,
     ) -> tuple[int, BlobRead]:
         """A blob of repository `name`: its size, and how to send it (a local file, a redirect or a
         stream) for the range `byte_range` makes of its size (one read of the database)."""
-        size, location = await self._stored(name, digest)
+        size, location = await self._stored(name, digest, rider)
         return size, await self.store.serve(str(digest), size, byte_range(size), location=location)
 
     async def delete_blob(self, name: str, digest: Digest) -> None:
@@ -426,10 +431,11 @@ class Registry:
 
     # -- manifests -----------------------------------------------------------------------------
 
-    async def get_manifest(self, name: str, reference: str) -> StoredManifest:
+    async def get_manifest(self, name: str, reference: str, rider: Rider | None = None) -> StoredManifest:
+        """`rider`: a read to make in the same statement (metadata.database.Rider)."""
         ref = lookup_reference(reference)
         query = self._manifest_by_digest if isinstance(ref, Digest) else self._manifest_by_tag
-        row = await self.db.fetch_one(query, name=name, ref=str(ref))
+        row = await self.db.fetch_one(query, rider=rider, name=name, ref=str(ref))
         if row is not None:
             return StoredManifest(*row)
         await self.db.read(_require_repository, name)  # NAME_UNKNOWN rather than MANIFEST_UNKNOWN

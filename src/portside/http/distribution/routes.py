@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
@@ -12,8 +12,8 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from portside.access.policy import Action, Actor
-from portside.blobs.store import LocalFile, Redirect
-from portside.http.auth import RegistryAuth, scope_of
+from portside.blobs.store import BlobRead, LocalFile, Redirect
+from portside.http.auth import RegistryAuth, Rider, scope_of
 from portside.http.base_url import BaseUrl, client_address
 from portside.registry.errors import (
     BlobUploadInvalid,
@@ -93,16 +93,19 @@ class Distribution:
     # -- manifests -----------------------------------------------------------------------------
 
     async def manifest(self, request: Request) -> Response:
-        name, actor = await self._allow(request, _MANIFEST_ACTIONS[request.method])
         reference = request.path_params["reference"]
         if request.method in ("GET", "HEAD"):
-            found = await self.registry.get_manifest(name, reference)
+            name = validate_name(request.path_params["name"])
+            _, found = await self.auth.require_reading(
+                request, name, Action.PULL, lambda rider: self.registry.get_manifest(name, reference, rider)
+            )
             headers = {"Docker-Content-Digest": found.digest, "Content-Length": str(len(found.payload))}
             if request.method == "HEAD":
                 return Response(media_type=found.media_type, headers=headers)
             self.registry.count_download(name, found.digest)
             body = found.payload
             return Response(body, media_type=found.media_type, headers=headers)
+        name, actor = await self._allow(request, _MANIFEST_ACTIONS[request.method])
         if request.method == "DELETE":
             await self.registry.delete_manifest(name, reference)
             await self.auth.access.audit(
@@ -143,20 +146,34 @@ class Distribution:
     # -- blobs ---------------------------------------------------------------------------------
 
     async def blob(self, request: Request) -> Response:
-        name, actor = await self._allow(request, Action.DELETE if request.method == "DELETE" else Action.PULL)
+        if request.method != "DELETE":
+            return await self._blob_read(request)
+        name, actor = await self._allow(request, Action.DELETE)
         digest = Digest.parse(request.path_params["digest"])
-        if request.method == "DELETE":
-            await self.registry.delete_blob(name, digest)
-            await self.auth.access.audit(
-                actor, "package.delete_blob", name, client_address(request), digest=str(digest)
-            )
-            return Response(status_code=202)
-        headers = {"Docker-Content-Digest": str(digest), "Accept-Ranges": "bytes", "ETag": f'"{digest}"'}
+        await self.registry.delete_blob(name, digest)
+        await self.auth.access.audit(actor, "package.delete_blob", name, client_address(request), digest=str(digest))
+        return Response(status_code=202)
+
+    async def _blob_read(self, request: Request) -> Response:
+        """A blob's HEAD or GET: one read of the database (with the bearer token's check riding along)."""
+        name = validate_name(request.path_params["name"])
+        # Parsed inside the reads: credentials are judged before a malformed digest is (401 first).
+        text = request.path_params["digest"]
         if request.method == "HEAD":  # the database knows the size: the blob store is not asked
-            headers["Content-Length"] = str(await self.registry.blob_size(name, digest))
+            _, blob_size = await self.auth.require_reading(
+                request, name, Action.PULL, lambda rider: self.registry.blob_size(name, Digest.parse(text), rider)
+            )
+            headers = _blob_headers(str(Digest.parse(text)))
+            headers["Content-Length"] = str(blob_size)
             return Response(media_type="application/octet-stream", headers=headers)
         asked = request.headers.get("range")
-        size, read = await self.registry.read_blob(name, digest, lambda size: _check_range(asked, size))
+
+        def reading(rider: Rider | None) -> Awaitable[tuple[int, BlobRead]]:
+            return self.registry.read_blob(name, Digest.parse(text), lambda size: _check_range(asked, size), rider)
+
+        _, (size, read) = await self.auth.require_reading(request, name, Action.PULL, reading)
+        digest = Digest.parse(text)
+        headers = _blob_headers(str(digest))
         if isinstance(read, LocalFile):
             # Zero-copy (sendfile, or the ASGI server's path send); FileResponse answers Range itself.
             return FileResponse(
@@ -291,6 +308,10 @@ def _content_range(value: str | None) -> tuple[int, int] | None:
     if end < start:
         raise RangeNotSatisfiable(f"Content-Range {value!r} ends before it starts")
     return start, end
+
+
+def _blob_headers(digest: str) -> dict[str, str]:
+    return {"Docker-Content-Digest": digest, "Accept-Ranges": "bytes", "ETag": f'"{digest}"'}
 
 
 def _check_range(value: str | None, size: int) -> tuple[int, int] | None:
