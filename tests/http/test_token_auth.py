@@ -540,17 +540,22 @@ def test_tokens_for_another_audience_or_expired_are_refused(setup: Setup, http: 
     _assert_invalid_token(setup, http, wrong_issuer, "invalid")
 
 
+def _revoke(server: Server, user: str, note: str) -> None:
+    """`portside token revoke` of the user's token with this note."""
+    db = server.database()
+    try:
+        (token_id,) = [t.id for t in db.read_sync(accounts.list_tokens, user) if t.note == note]
+    finally:
+        db.close()
+    server.cli("token", "revoke", str(token_id))
+
+
 def test_revoking_a_token_takes_effect_at_once(setup: Setup, http: httpx.Client) -> None:
     server = setup.server
     pat = server.token("ana", ALL_SCOPES, "--note", "to revoke")
     answer = token_answer(http, basic("ana", pat), "repository:ana/app:pull", offline_token="true").json()
     assert http.get("/v2/ana/app/manifests/v1", headers=bearer(answer["token"])).status_code == 200
-    db = server.database()
-    try:
-        (token_id,) = [t.id for t in db.read_sync(accounts.list_tokens, "ana") if t.note == "to revoke"]
-    finally:
-        db.close()
-    server.cli("token", "revoke", str(token_id))
+    _revoke(server, "ana", "to revoke")
     _assert_invalid_token(setup, http, answer["token"], "revoked")  # an already issued bearer token
     error(token_answer(http, basic("ana", pat), "repository:ana/app:pull"), 401, "UNAUTHORIZED", "revoked")
     error(http.get("/v2/", headers=basic("ana", pat)), 401, "UNAUTHORIZED", "revoked")
@@ -582,12 +587,7 @@ def test_a_revoked_token_is_refused_whatever_the_read_finds(setup: Setup, http: 
     ]
     for method, path, status in reads:
         assert http.request(method, path, headers=bearer(token)).status_code == status, (method, path)
-    db = server.database()
-    try:
-        (token_id,) = [t.id for t in db.read_sync(accounts.list_tokens, "ana") if t.note == "revoked mid-pull"]
-    finally:
-        db.close()
-    server.cli("token", "revoke", str(token_id))
+    _revoke(server, "ana", "revoked mid-pull")
     for method, path, _ in reads:
         response = http.request(method, path, headers=bearer(token))
         assert response.status_code == 401, (method, path, response.status_code)
