@@ -596,6 +596,25 @@ def test_a_revoked_token_is_refused_whatever_the_read_finds(setup: Setup, http: 
             error(response, 401, "UNAUTHORIZED", "revoked")
 
 
+def test_a_revoked_token_mounts_nothing(setup: Setup, http: httpx.Client) -> None:
+    """A mount's token check rides along with the read of the source's blob: after a revocation
+    the mount is a 401 and writes nothing."""
+    server = setup.server
+    pat = server.token("ana", ALL_SCOPES, "--note", "revoked before a mount")
+    targets = ("repository:ana/mounted-first:pull,push", "repository:ana/mounted-later:pull,push")
+    scopes = (*targets, "repository:ana/app:pull")
+    token = token_answer(http, basic("ana", pat), *scopes).json()["token"]
+    layer = _layer_of("ana/app")
+    assert _mount(http, "ana/mounted-first", "ana/app", layer, Authorization=f"Bearer {token}").status_code == 201
+    _revoke(server, "ana", "revoked before a mount")
+    refused = _mount(http, "ana/mounted-later", "ana/app", layer, Authorization=f"Bearer {token}")
+    error(refused, 401, "UNAUTHORIZED", "revoked")
+    expected = challenge(server, "repository:ana/mounted-later:pull,push repository:ana/app:pull", "invalid_token")
+    assert refused.headers["www-authenticate"] == expected
+    with server.client() as admin:
+        assert admin.head(f"/v2/ana/mounted-later/blobs/{layer}").status_code == 404
+
+
 def test_expired_personal_access_tokens_stop_working(setup: Setup, http: httpx.Client) -> None:
     server = setup.server
     pat = server.token("ana", ALL_SCOPES, "--expires", "3s")

@@ -110,29 +110,39 @@ class RegistryAuth:
         raise Denied(decision.reason)
 
     async def require_reading(
-        self, request: Request, name: str, action: Action, read: Callable[[Rider | None], Awaitable[T]]
+        self,
+        request: Request,
+        name: str,
+        action: Action,
+        read: Callable[[Rider | None], Awaitable[T]],
+        *,
+        also: str | None = None,
     ) -> tuple[Actor, T]:
         """`require`, then `read(None)`; but for a bearer token whose grant covers `action` on
         `name`, the check that its personal access token still stands rides along with the read
         (`read(rider)`: one database round trip for both on PostgreSQL), and nothing read is
-        answered before that check has passed. A read that did not take the rider, or that failed
-        (a 404 may yet have to be a 401), falls back to `require` first."""
+        answered before that check has passed, and a caller must not write before it has either. A
+        read that did not take the rider, or that failed (a 404 may yet have to be a 401), falls back
+        to `require` first. `also`: as for `require`; the token must then grant pull on it too."""
         claims = self._bearer_claims(request)
-        if claims is None or action.value not in claims.actions_on("repository", name):
-            actor = await self.require(request, name, action)
+        covered = claims is not None and action.value in claims.actions_on("repository", name)
+        if also is not None and claims is not None:
+            covered = covered and Action.PULL.value in claims.actions_on("repository", also)
+        if claims is None or not covered:
+            actor = await self.require(request, name, action, also=also)
             return actor, await read(None)
         rider = self.access.token_rider(claims)
         try:
             value = await read(rider)
         except RegistryError:
-            await self.require(request, name, action)  # an invalid token is a 401, not the read's error
+            await self.require(request, name, action, also=also)  # an invalid token is a 401, not the read's error
             raise
         if not rider.done:
-            return await self.require(request, name, action), value
+            return await self.require(request, name, action, also=also), value
         try:
             actor = self.access.rider_actor(claims, rider)
         except InvalidToken as exc:
-            challenge = self.challenge(request, scope_of(name, action), "invalid_token")
+            challenge = self.challenge(request, scope_of(name, action, also), "invalid_token")
             raise Unauthorized(str(exc), headers=challenge) from None
         request.scope[_CREDENTIALS] = (actor, claims)
         return actor, value

@@ -382,9 +382,10 @@ class Registry:
         except Exception as error:  # a leftover, never the push's failure
             log.warning("could not delete duplicate copy of %s at %s: %s", digest, location, error)
 
-    async def stored_size(self, name: str, digest: Digest) -> int | None:
-        """The size of a blob in repository `name`, None when it has none."""
-        row = await self.db.fetch_one(self._blob_size, name=name, ref=str(digest))
+    async def stored_size(self, name: str, digest: Digest, rider: Rider | None = None) -> int | None:
+        """The size of a blob in repository `name`, None when it has none (`rider`: a read to make in
+        the same statement, metadata.database.Rider)."""
+        row = await self.db.fetch_one(self._blob_size, rider=rider, name=name, ref=str(digest))
         return int(row[0]) if row else None
 
     async def find_blob(self, digest: Digest, where: ColumnElement[bool]) -> int | None:

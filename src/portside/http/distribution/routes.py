@@ -214,11 +214,26 @@ class Distribution:
         # error: an invalid name is ignored.
         source = params.get("from") if mount else None
         source = source if source is not None and NAME_RE.fullmatch(source) else None
+        if mount and source is not None:
+            # The bearer token's check rides along with the read of the source's blob, and is
+            # judged before the mount writes anything (RegistryAuth.require_reading).
+            name = validate_name(request.path_params["name"])
+            actor, size = await self.auth.require_reading(
+                request,
+                name,
+                Action.PUSH,
+                lambda rider: self._source_size(request, name, Digest.parse(mount), source, rider),
+                also=source,
+            )
+            digest = Digest.parse(mount)
+            # Not mountable, or collected as garbage since: an upload session instead, as the spec says.
+            if size is not None and await self.registry.mount(name, digest, self._creator(actor)):
+                return self._blob_created(request, name, digest)
+            return self._upload_accepted(request, name, await self.uploads.start(name), 0)
         name, actor = await self._allow(request, Action.PUSH, also=source)
         if mount:
             digest = Digest.parse(mount)
-            size = await self._mountable(request, actor, name, digest, source)
-            # Not mountable, or collected as garbage since: an upload session instead, as the spec says.
+            size = await self.registry.find_blob(digest, self.auth.access.readable(actor))
             if size is not None and await self.registry.mount(name, digest, self._creator(actor)):
                 return self._blob_created(request, name, digest)
         elif (digest_param := params.get("digest")) is not None:
@@ -234,17 +249,17 @@ class Distribution:
         upload_id = await self.uploads.start(name)
         return self._upload_accepted(request, name, upload_id, 0)
 
-    async def _mountable(
-        self, request: Request, actor: Actor, name: str, digest: Digest, source: str | None
+    async def _source_size(
+        self, request: Request, name: str, digest: Digest, source: str, rider: Rider | None
     ) -> int | None:
-        """The size of the blob to mount: from `source` if the caller may pull it, else from any
-        repository the caller can read; None means "upload it instead" (an unreadable source is
-        not an error: the client uploads the blob)."""
-        if source is None:
-            return await self.registry.find_blob(digest, self.auth.access.readable(actor))
-        if not await self.auth.permits(request, source, Action.PULL, scope=scope_of(name, Action.PUSH, source)):
+        """The size of the blob to mount from `source`, if the caller may pull it; None means
+        "upload it instead" (an unreadable source is not an error: the client uploads the blob).
+        With `rider`, the caller's bearer token grants pull on `source` already."""
+        if rider is None and not await self.auth.permits(
+            request, source, Action.PULL, scope=scope_of(name, Action.PUSH, source)
+        ):
             return None
-        return await self.registry.stored_size(source, digest)
+        return await self.registry.stored_size(source, digest, rider)
 
     async def upload(self, request: Request) -> Response:
         name, actor = await self._allow(request, Action.PUSH)
