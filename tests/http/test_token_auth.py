@@ -615,6 +615,24 @@ def test_a_revoked_token_mounts_nothing(setup: Setup, http: httpx.Client) -> Non
         assert admin.head(f"/v2/ana/mounted-later/blobs/{layer}").status_code == 404
 
 
+def test_a_revoked_token_finishes_no_upload(setup: Setup, http: httpx.Client) -> None:
+    """The PUT that ends an upload reads the session first, and the token's check rides along with
+    that read: after a revocation the PUT is a 401 and no blob is recorded."""
+    server = setup.server
+    pat = server.token("ana", ALL_SCOPES, "--note", "revoked mid-push")
+    token = token_answer(http, basic("ana", pat), "repository:ana/app:pull,push").json()["token"]
+    started = http.post("/v2/ana/app/blobs/uploads/", headers=bearer(token))
+    assert started.status_code == 202
+    data = b"never recorded " + str(time.time_ns()).encode()
+    _revoke(server, "ana", "revoked mid-push")
+    finish = {"params": {"digest": digest_of(data)}, "content": data, "headers": bearer(token)}
+    finished = http.put(started.headers["location"], **finish)
+    error(finished, 401, "UNAUTHORIZED", "revoked")
+    assert finished.headers["www-authenticate"] == challenge(server, "repository:ana/app:pull,push", "invalid_token")
+    with server.client() as admin:
+        assert admin.head(f"/v2/ana/app/blobs/{digest_of(data)}").status_code == 404
+
+
 def test_expired_personal_access_tokens_stop_working(setup: Setup, http: httpx.Client) -> None:
     server = setup.server
     pat = server.token("ana", ALL_SCOPES, "--expires", "3s")

@@ -291,6 +291,8 @@ def test_status(client: httpx.Client, repo: str) -> None:
     assert location_path(response) == upload
     assert response.headers["docker-upload-uuid"] == upload.rsplit("/", 1)[-1]
     assert response.headers["docker-distribution-api-version"] == "registry/2.0"
+    head = client.head(upload)  # as GET, without a body
+    assert (head.status_code, head.headers["range"], head.content) == (204, "0-9", b"")
 
 
 def test_out_of_order_chunk(client: httpx.Client, repo: str) -> None:

@@ -33,7 +33,7 @@ from portside.blobs.filesystem import aligned_buffer
 from portside.blobs.hashing import ResumableHash
 from portside.blobs.store import BlobStore, UploadWriter
 from portside.clock import now
-from portside.metadata.database import Database
+from portside.metadata.database import Database, Rider
 from portside.metadata.schema import uploads
 from portside.registry.errors import (
     BlobUploadUnknown,
@@ -72,6 +72,13 @@ class _Leased:
     hash_state: bytes | None
     store_state: str
     row: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Peeked:
+    """What `Uploads.peek` found: an empty, free session, or None (it must be claimed with a lease)."""
+
+    fresh: _Leased | None
 
 
 class Uploads:
@@ -224,11 +231,22 @@ class Uploads:
     async def _claim(self, name: str, upload_id: str) -> _Leased:
         """For a request finishing a session: an empty, free session as it is (claimed when the blob
         is recorded), any other with its lease."""
-        if _valid_id(upload_id):
-            row = await self.db.fetch_one(self._peek, upload_id=upload_id, name=name)
-            if row is not None and row[0] == 0 and (row[2] is None or row[3] < now()):
-                return _Leased(upload_id, "", 0, None, row[1] or "")
-        return await self._take(name, upload_id)
+        return await self.claim(name, upload_id, await self.peek(name, upload_id))
+
+    async def peek(self, name: str, upload_id: str, rider: Rider | None = None) -> Peeked:
+        """The first step of finishing a session, a read only: the session as it is when it is
+        empty and free (finishing it needs no lease). `rider`: a read to make in the same statement
+        (metadata.database.Rider)."""
+        if not _valid_id(upload_id):
+            return Peeked(None)
+        row = await self.db.fetch_one(self._peek, rider=rider, upload_id=upload_id, name=name)
+        if row is not None and row[0] == 0 and (row[2] is None or row[3] < now()):
+            return Peeked(_Leased(upload_id, "", 0, None, row[1] or ""))
+        return Peeked(None)
+
+    async def claim(self, name: str, upload_id: str, peeked: Peeked) -> _Leased:
+        """The second: the empty session `peek` found, or any other with its lease (a write)."""
+        return peeked.fresh or await self._take(name, upload_id)
 
     @contextlib.asynccontextmanager
     async def _holding(self, leased: _Leased) -> AsyncIterator[None]:

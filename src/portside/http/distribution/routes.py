@@ -262,10 +262,12 @@ class Distribution:
         return await self.registry.stored_size(source, digest, rider)
 
     async def upload(self, request: Request) -> Response:
-        name, actor = await self._allow(request, Action.PUSH)
+        if request.method == "PUT":
+            return await self._upload_finish(request)
+        name, _ = await self._allow(request, Action.PUSH)
         upload_id = request.path_params["upload_id"]
         try:
-            if request.method == "GET":
+            if request.method in ("GET", "HEAD"):
                 size = await self.uploads.status(name, upload_id)
                 return self._upload_accepted(request, name, upload_id, size, status=204)
             if request.method == "DELETE":
@@ -277,17 +279,32 @@ class Distribution:
                     name, upload_id, _stream(request), content_range, _content_length(request)
                 )
                 return self._upload_accepted(request, name, upload_id, size)
-            digest_param = request.query_params.get("digest")
-            if not digest_param:
-                raise DigestInvalid("the digest query parameter is required to complete an upload")
-            digest = Digest.parse(digest_param)
-            await self.uploads.finish(
-                name, upload_id, digest, _stream(request), _content_length(request), self._creator(actor)
-            )
-            return self._blob_created(request, name, digest)
         except ClientDisconnect:
             # Nobody is left to read an answer; what this request sent has been discarded.
             return Response(status_code=400)
+        raise AssertionError(f"the upload route takes no {request.method}")
+
+    async def _upload_finish(self, request: Request) -> Response:
+        """The PUT that ends an upload. Its first step is a read (is the session empty and free?),
+        which the bearer token's check rides along with; the token is judged before anything is
+        written (RegistryAuth.require_reading)."""
+        name = validate_name(request.path_params["name"])
+        upload_id = request.path_params["upload_id"]
+        actor, peeked = await self.auth.require_reading(
+            request, name, Action.PUSH, lambda rider: self.uploads.peek(name, upload_id, rider)
+        )
+        digest_param = request.query_params.get("digest")
+        if not digest_param:
+            raise DigestInvalid("the digest query parameter is required to complete an upload")
+        digest = Digest.parse(digest_param)
+        try:
+            leased = await self.uploads.claim(name, upload_id, peeked)
+            await self.uploads.finish(
+                name, upload_id, digest, _stream(request), _content_length(request), self._creator(actor), leased=leased
+            )
+        except ClientDisconnect:
+            return Response(status_code=400)  # as in `upload`
+        return self._blob_created(request, name, digest)
 
 
 def _stream(request: Request) -> AsyncIterator[bytes]:
