@@ -5,7 +5,7 @@
 Starts a private PostgreSQL cluster (tests/support/postgres.py), fills a table of 1,000 rows and,
 with N concurrent readers in one uvloop process, reads one row by its key over and over: through
 `Database.fetch` (on the event loop over psycopg's async connections), through the threaded path
-it replaced (`Database._fetch_pooled`: a thread and SQLAlchemy's pool), and, when installed, over
+it replaced (`threaded_read` below: a thread and SQLAlchemy's pool), and, when installed, over
 asyncpg's pool and psycopg_pool's (neither is a dependency). Prints reads a second and the CPU this
 process spent per read (the server's is not counted).
 """
@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import uvloop  # noqa: E402
-from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, select  # noqa: E402
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, bindparam, select  # noqa: E402
 from tests.support.postgres import PostgresCluster  # noqa: E402
 
-from portside.metadata.database import Database, make_engine  # noqa: E402
+from portside.metadata.database import Database, Query, make_engine  # noqa: E402
 
 metadata = MetaData()
 rows = Table("bench_rows", metadata, Column("key", String, primary_key=True), Column("size", Integer))
@@ -57,6 +57,23 @@ async def drive(name: str, read: Callable[[str], Awaitable[object]], concurrency
     print(f"| {name} | {done / wall:,.0f} | {used / done * 1e6:.0f} |", flush=True)
 
 
+def threaded_read(engine: Engine, query: Query, key: str) -> list[tuple[object, ...]]:
+    """What `Database.fetch` did on PostgreSQL before metadata/async_reads.py (54438ae..c5ef41d):
+    a pooled connection in a thread, its one statement in autocommit."""
+    connection = engine.raw_connection()
+    driver = connection.driver_connection
+    try:
+        driver.autocommit = True
+        cursor = connection.cursor()
+        cursor.execute(query.sql, query.parameters({"key": key}))
+        rows = [query.row(raw) for raw in cursor.fetchall()]
+        cursor.close()
+        driver.autocommit = False
+        return rows
+    finally:
+        connection.close()
+
+
 async def main(cluster: PostgresCluster, concurrency: int, seconds: float) -> None:
     engine = make_engine(cluster.url)
     metadata.create_all(engine)
@@ -67,10 +84,7 @@ async def main(cluster: PostgresCluster, concurrency: int, seconds: float) -> No
     ways: list[tuple[str, Callable[[str], Awaitable[object]]]] = [
         ("Database.fetch (event loop, async psycopg)", lambda key: db.fetch(query, key=key)),
         ("AsyncReads.fetch alone", lambda key: db._async_reads.fetch(query.sql, {"key": key})),
-        (
-            "thread + SQLAlchemy pool (before)",
-            lambda key: asyncio.to_thread(db._fetch_pooled, query, {"key": key}),
-        ),
+        ("thread + SQLAlchemy pool (before)", lambda key: asyncio.to_thread(threaded_read, engine, query, key)),
     ]
     closers = []
     try:

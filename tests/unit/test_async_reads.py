@@ -56,7 +56,7 @@ def test_rows_are_those_of_the_threaded_path(database: Database) -> None:
         )
     )
     on_loop = asyncio.run(database.fetch(query, name="octo"))
-    in_thread = database._fetch_pooled(query, {"name": "octo"})
+    in_thread = database.read_sync(lambda conn: Database.rows(conn, query, name="octo"))  # SQLAlchemy's pool
     assert on_loop == in_thread == [(7, "octo", dt.datetime(2026, 12, 4, 18, 0, tzinfo=dt.UTC), False)]
     assert asyncio.run(database.fetch(query, name="nobody")) == []
 

@@ -125,10 +125,11 @@ class RegistryAuth:
         read that did not take the rider, or that failed (a 404 may yet have to be a 401), falls back
         to `require` first. `also`: as for `require`; the token must then grant pull on it too."""
         claims = self._bearer_claims(request)
-        covered = claims is not None and action.value in claims.actions_on("repository", name)
-        if also is not None and claims is not None:
-            covered = covered and Action.PULL.value in claims.actions_on("repository", also)
-        if claims is None or not covered:
+        if (
+            claims is None
+            or action.value not in claims.actions_on("repository", name)
+            or (also is not None and Action.PULL.value not in claims.actions_on("repository", also))
+        ):
             actor = await self.require(request, name, action, also=also)
             return actor, await read(None)
         rider = self.access.token_rider(claims)

@@ -247,7 +247,7 @@ class Database:
         self._inline_reads = self.dialect == "sqlite"
         psycopg = self.dialect == "postgresql" and engine.dialect.driver == "psycopg"
         self._async_reads = AsyncReads(engine, size=READ_POOL_SIZE, timeout=POOL_TIMEOUT) if psycopg else None
-        self._together: dict[tuple[int, int], str] = {}  # fetch_one's riders: the statements of pairs
+        self._together: dict[tuple[str, str], str] = {}  # fetch_one's riders: the statements of pairs
         self._loop_connection: Any = None  # the DBAPI connection for inline reads (SQLite)
         self.locks = KeyLocks(engine)  # named locks across processes (metadata.locks)
         database = engine.url.database
@@ -292,7 +292,7 @@ class Database:
             with self._conditions():
                 raw = await self._async_reads.fetch(query.sql, query.parameters(params))
             return [query.row(r) for r in raw]
-        return await anyio.to_thread.run_sync(functools.partial(self._fetch_pooled, query, params))
+        return await self.read(lambda conn: self.rows(conn, query, **params))  # another driver: a thread
 
     async def fetch_one(self, query: Query, *, rider: Rider | None = None, **params: Any) -> tuple[Any, ...] | None:
         """The first row of a prepared read; with `rider`, its read too, and in the same statement on
@@ -304,9 +304,10 @@ class Database:
             rows = await self.fetch(query, **params)
             rider.found(await self.fetch_one(rider.query, **rider.params))
             return rows[0] if rows else None
-        both = self._together.get((id(query), id(rider.query)))
+        key = (query.sql, rider.query.sql)  # strings hash once: a dict lookup a request
+        both = self._together.get(key)
         if both is None:
-            both = self._together[(id(query), id(rider.query))] = _together(query, rider.query)
+            both = self._together[key] = _together(query, rider.query)
         values = {**query.parameters(params), **rider.query.parameters(rider.params)}  # type: ignore[dict-item]
         with self._conditions():
             raw = await self._async_reads.fetch(both, values)
@@ -323,20 +324,6 @@ class Database:
             return [query.row(raw) for raw in cursor.execute(query.sql, query.parameters(params)).fetchall()]
         finally:
             cursor.close()
-
-    def _fetch_pooled(self, query: Query, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """A prepared read in a thread, for a networked database other than psycopg's."""
-        with self._conditions():
-            connection = self.engine.raw_connection()
-            try:
-                cursor = connection.cursor()
-                cursor.execute(query.sql, query.parameters(params))
-                rows = [query.row(raw) for raw in cursor.fetchall()]
-                cursor.close()
-                connection.rollback()
-                return rows
-            finally:
-                connection.close()
 
     async def commit_one(self, query: Query, **params: Any) -> list[tuple[Any, ...]]:
         """One prepared statement that is a transaction of its own, and the rows it returns. On

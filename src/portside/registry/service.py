@@ -323,10 +323,10 @@ class Registry:
         return (await self._stored(name, digest, rider))[0]
 
     async def _stored(self, name: str, digest: Digest, rider: Rider | None = None) -> tuple[int, str | None]:
-        row = await self.db.fetch_one(self._blob_size, rider=rider, name=name, ref=str(digest))
+        row = await self._blob_row(name, digest, rider)
         if row is None:
             raise BlobUnknown(f"blob {digest} is not in repository {name}", detail={"digest": str(digest)})
-        return int(row[0]), row[1]
+        return row
 
     async def read_blob(
         self,
@@ -385,8 +385,13 @@ class Registry:
     async def stored_size(self, name: str, digest: Digest, rider: Rider | None = None) -> int | None:
         """The size of a blob in repository `name`, None when it has none (`rider`: a read to make in
         the same statement, metadata.database.Rider)."""
-        row = await self.db.fetch_one(self._blob_size, rider=rider, name=name, ref=str(digest))
+        row = await self._blob_row(name, digest, rider)
         return int(row[0]) if row else None
+
+    async def _blob_row(self, name: str, digest: Digest, rider: Rider | None) -> tuple[int, str | None] | None:
+        """The size and location of a blob of repository `name` (one indexed read)."""
+        row = await self.db.fetch_one(self._blob_size, rider=rider, name=name, ref=str(digest))
+        return (int(row[0]), row[1]) if row else None
 
     async def find_blob(self, digest: Digest, where: ColumnElement[bool]) -> int | None:
         """The size of a blob held by any repository matching `where`, None when there is none."""

@@ -12,7 +12,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from portside.access.policy import Action, Actor
-from portside.blobs.store import BlobRead, LocalFile, Redirect
+from portside.blobs.store import LocalFile, Redirect
 from portside.http.auth import RegistryAuth, Rider, scope_of
 from portside.http.base_url import BaseUrl, client_address
 from portside.registry.errors import (
@@ -157,22 +157,27 @@ class Distribution:
     async def _blob_read(self, request: Request) -> Response:
         """A blob's HEAD or GET: one read of the database (with the bearer token's check riding along)."""
         name = validate_name(request.path_params["name"])
-        # Parsed inside the reads: credentials are judged before a malformed digest is (401 first).
-        text = request.path_params["digest"]
+        digest: Digest | None = None
+
+        def parsed() -> Digest:
+            nonlocal digest
+            digest = Digest.parse(request.path_params["digest"])  # inside the read: credentials are judged first
+            return digest
+
         if request.method == "HEAD":  # the database knows the size: the blob store is not asked
             _, blob_size = await self.auth.require_reading(
-                request, name, Action.PULL, lambda rider: self.registry.blob_size(name, Digest.parse(text), rider)
+                request, name, Action.PULL, lambda rider: self.registry.blob_size(name, parsed(), rider)
             )
-            headers = _blob_headers(str(Digest.parse(text)))
+            headers = _blob_headers(str(digest))
             headers["Content-Length"] = str(blob_size)
             return Response(media_type="application/octet-stream", headers=headers)
         asked = request.headers.get("range")
-
-        def reading(rider: Rider | None) -> Awaitable[tuple[int, BlobRead]]:
-            return self.registry.read_blob(name, Digest.parse(text), lambda size: _check_range(asked, size), rider)
-
-        _, (size, read) = await self.auth.require_reading(request, name, Action.PULL, reading)
-        digest = Digest.parse(text)
+        _, (size, read) = await self.auth.require_reading(
+            request,
+            name,
+            Action.PULL,
+            lambda rider: self.registry.read_blob(name, parsed(), lambda size: _check_range(asked, size), rider),
+        )
         headers = _blob_headers(str(digest))
         if isinstance(read, LocalFile):
             # Zero-copy (sendfile, or the ASGI server's path send); FileResponse answers Range itself.
@@ -218,22 +223,22 @@ class Distribution:
             # The bearer token's check rides along with the read of the source's blob, and is
             # judged before the mount writes anything (RegistryAuth.require_reading).
             name = validate_name(request.path_params["name"])
-            actor, size = await self.auth.require_reading(
-                request,
-                name,
-                Action.PUSH,
-                lambda rider: self._source_size(request, name, Digest.parse(mount), source, rider),
-                also=source,
-            )
-            digest = Digest.parse(mount)
-            # Not mountable, or collected as garbage since: an upload session instead, as the spec says.
-            if size is not None and await self.registry.mount(name, digest, self._creator(actor)):
-                return self._blob_created(request, name, digest)
-            return self._upload_accepted(request, name, await self.uploads.start(name), 0)
-        name, actor = await self._allow(request, Action.PUSH, also=source)
+            digest: Digest | None = None
+
+            def source_size(rider: Rider | None) -> Awaitable[int | None]:
+                nonlocal digest
+                digest = Digest.parse(mount)  # inside the read: credentials are judged first
+                return self._source_size(request, name, digest, source, rider)
+
+            actor, size = await self.auth.require_reading(request, name, Action.PUSH, source_size, also=source)
+        else:
+            name, actor = await self._allow(request, Action.PUSH, also=source)
+            if mount:
+                digest = Digest.parse(mount)
+                size = await self.registry.find_blob(digest, self.auth.access.readable(actor))
         if mount:
-            digest = Digest.parse(mount)
-            size = await self.registry.find_blob(digest, self.auth.access.readable(actor))
+            assert digest is not None
+            # Not mountable, or collected as garbage since: an upload session instead, as the spec says.
             if size is not None and await self.registry.mount(name, digest, self._creator(actor)):
                 return self._blob_created(request, name, digest)
         elif (digest_param := params.get("digest")) is not None:
@@ -273,16 +278,12 @@ class Distribution:
             if request.method == "DELETE":
                 await self.uploads.cancel(name, upload_id)
                 return Response(status_code=204)
-            if request.method == "PATCH":
-                content_range = _content_range(request.headers.get("content-range"))
-                size = await self.uploads.append(
-                    name, upload_id, _stream(request), content_range, _content_length(request)
-                )
-                return self._upload_accepted(request, name, upload_id, size)
+            content_range = _content_range(request.headers.get("content-range"))  # PATCH: the route's last method
+            size = await self.uploads.append(name, upload_id, _stream(request), content_range, _content_length(request))
+            return self._upload_accepted(request, name, upload_id, size)
         except ClientDisconnect:
             # Nobody is left to read an answer; what this request sent has been discarded.
             return Response(status_code=400)
-        raise AssertionError(f"the upload route takes no {request.method}")
 
     async def _upload_finish(self, request: Request) -> Response:
         """The PUT that ends an upload. Its first step is a read (is the session empty and free?),
