@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
+import psycopg
 import sqlalchemy.exc
 from alembic import command
 from alembic.config import Config
@@ -281,6 +282,28 @@ class Database:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             return [query.row(raw) for raw in cursor.execute(query.sql, query.parameters(params)).fetchall()]
+        finally:
+            cursor.close()
+
+    @staticmethod
+    def rows_each(conn: Connection, query: Query, each: Sequence[dict[str, Any]]) -> list[list[tuple[Any, ...]]]:
+        """Run a prepared statement inside `conn`'s transaction once for each parameter set in
+        `each`: the rows of each run, in order. On PostgreSQL all the runs are one round trip
+        (psycopg's executemany pipelines them), where one `rows` each took one apiece: a manifest's
+        push checks and records each blob it names."""
+        if not each:
+            return []
+        dbapi = conn.connection.dbapi_connection
+        cursor = dbapi.cursor()  # type: ignore[union-attr]
+        try:
+            if not isinstance(dbapi, psycopg.Connection):
+                return [[query.row(raw) for raw in cursor.execute(query.sql, query.parameters(p))] for p in each]
+            cursor.executemany(query.sql, [query.parameters(p) for p in each], returning=True)
+            results = []
+            while True:
+                results.append([query.row(raw) for raw in cursor.fetchall()] if cursor.description else [])
+                if not cursor.nextset():
+                    return results
         finally:
             cursor.close()
 

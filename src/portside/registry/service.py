@@ -199,8 +199,11 @@ class Registry:
             )
             .values(deleted_at=None, deleted_tags=None, updated_at=at)
         )
+        # A push's change to its repository's row: pushed now, and its tags' version bumped (`bump`
+        # 1) when the push moves a tag, in the same statement; with the config's labels, or without.
+        pushed = repositories.c.tags_version + bindparam("bump")
         self._repository_pushed = db.query(
-            update(repositories).where(repositories.c.id == repository_id).values(updated_at=at)
+            update(repositories).where(repositories.c.id == repository_id).values(updated_at=at, tags_version=pushed)
         )
         self._repository_labels = db.query(
             update(repositories)
@@ -210,6 +213,7 @@ class Registry:
                 source_url=bindparam("source_url"),
                 licenses=bindparam("licenses"),
                 updated_at=at,
+                tags_version=pushed,
             )
         )
         self._count_downloads = db.query(
@@ -240,6 +244,7 @@ class Registry:
                 updated_at=at,
             )
             .on_conflict_do_nothing(index_elements=["repository_id", "digest"])
+            .returning(manifests.c.id)  # nothing when the version was there already
         )
         self._insert_reference = db.query(
             db.insert(manifest_references)
@@ -529,7 +534,9 @@ class Registry:
         self._check_references(conn, repository_id, name, parsed)
         # Before this manifest's references exist: what it adds is what the owner does not count yet.
         warning = self.quotas.check_push(conn, repository_id, parsed.blob_digests)
-        self.db.execute(conn, self._revive_manifest, repository_id=repository_id, digest=digest, at=at)
+        # The tag this push moves: none without a tag, nor for an immutable tag pushed again with
+        # its digest.
+        moved = tag if tag is not None and (pattern is None or current is None) else None
         if labels.any:
             self.db.execute(
                 conn,
@@ -539,10 +546,12 @@ class Registry:
                 source_url=labels.source_url,
                 licenses=labels.licenses,
                 at=at,
+                bump=int(moved is not None),
             )
         else:
-            self.db.execute(conn, self._repository_pushed, repository_id=repository_id, at=at)
-        inserted = self.db.execute(
+            bump = int(moved is not None)
+            self.db.execute(conn, self._repository_pushed, repository_id=repository_id, at=at, bump=bump)
+        inserted = self.db.rows(
             conn,
             self._insert_manifest,
             repository_id=repository_id,
@@ -559,45 +568,45 @@ class Registry:
             platform=labels.platform,
             at=at,
         )
-        manifest_id = self.db.rows(conn, self._manifest_id, repository_id=repository_id, digest=digest)[0][0]
         if inserted:
+            manifest_id = inserted[0][0]
             references = [(d, "blob") for d in sorted(set(parsed.blob_digests))]
             references += [(d, "manifest") for d in sorted(set(parsed.child_digests))]
-            for reference, kind in references:
-                self.db.execute(conn, self._insert_reference, manifest_id=manifest_id, digest=reference, kind=kind)
-        if tag is None or (pattern is not None and current is not None):
-            return warning  # no tag, or an immutable tag pushed again with its digest: nothing changes
+            each = [{"manifest_id": manifest_id, "digest": d, "kind": kind} for d, kind in references]
+            self.db.rows_each(conn, self._insert_reference, each)
+        else:
+            # The version was there: pushing a deleted one again brings it back.
+            self.db.execute(conn, self._revive_manifest, repository_id=repository_id, digest=digest, at=at)
+            manifest_id = self.db.rows(conn, self._manifest_id, repository_id=repository_id, digest=digest)[0][0]
+        if moved is None:
+            return warning
+        at_tag = {"repository_id": repository_id, "name": moved, "manifest_id": manifest_id, "at": at}
         if pattern is None:
-            self.db.execute(conn, self._set_tag, repository_id=repository_id, name=tag, manifest_id=manifest_id, at=at)
-        elif not self.db.execute(
-            conn, self._add_tag, repository_id=repository_id, name=tag, manifest_id=manifest_id, at=at
-        ):
+            self.db.execute(conn, self._set_tag, **at_tag)
+        elif not self.db.execute(conn, self._add_tag, **at_tag) and (
             # A concurrent push created the tag after the read above (PostgreSQL; SQLite's one
             # writer never gets here): the tag is immutable now, the same digest or nothing.
-            if self.db.rows(conn, self._tag_digest, repository_id=repository_id, name=tag)[0][0] != digest:
-                raise immutable.refuse_push(conn, repository_id, tag, pattern)
-            return warning
-        self.db.execute(conn, self._bump_tags_version, repository_id=repository_id)
+            self.db.rows(conn, self._tag_digest, repository_id=repository_id, name=moved)[0][0] != digest
+        ):
+            raise immutable.refuse_push(conn, repository_id, moved, pattern)
         return warning
 
     def _check_references(self, conn: Connection, repository_id: int, name: str, parsed: ParsedManifest) -> None:
         """Everything a manifest names must already be in its repository."""
-        missing = [
-            d
-            for d in sorted(set(parsed.blob_digests))
-            if not self.db.rows(conn, self._has_blob, repository_id=repository_id, digest=d)
-        ]
+        digests = sorted(set(parsed.blob_digests))
+        each = [{"repository_id": repository_id, "digest": d} for d in digests]
+        found = self.db.rows_each(conn, self._has_blob, each)
+        missing = [d for d, rows in zip(digests, found, strict=True) if not rows]
         if missing:
             raise ManifestBlobUnknown(
                 f"manifest references blob {missing[0]}, which has not been pushed to {name}"
                 + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
                 detail={"missing": missing},
             )
-        missing = [
-            d
-            for d in sorted(set(parsed.child_digests))
-            if not self.db.rows(conn, self._live_manifest_id, repository_id=repository_id, digest=d)
-        ]
+        digests = sorted(set(parsed.child_digests))
+        each = [{"repository_id": repository_id, "digest": d} for d in digests]
+        found = self.db.rows_each(conn, self._live_manifest_id, each)
+        missing = [d for d, rows in zip(digests, found, strict=True) if not rows]
         if missing:
             raise ManifestBlobUnknown(
                 f"index references manifest {missing[0]}, which has not been pushed to {name}; "
