@@ -1,7 +1,11 @@
 """The fleet benchmark of docs/performance.md, in one command: regbench through nginx over two
 replicas (one worker each) on PostgreSQL and S3, against CNCF distribution on the same SeaweedFS.
 
-    python bench/fleet.py OUT_DIR [--src SRC] [--keep-going] -- [regbench arguments]
+    python bench/fleet.py [--src SRC] OUT_DIR -- [regbench arguments]
+    python bench/fleet.py --growth OUT_DIR -- [bench/growth.py arguments]
+
+With --growth it runs bench/growth.py through nginx instead (the growth table on PostgreSQL and S3),
+and starts no distribution.
 
 It starts, on loopback ports, and stops when regbench ends (or on Ctrl-C):
 - one SeaweedFS (tests/support/seaweed.py) and one private PostgreSQL cluster
@@ -105,6 +109,7 @@ http: {{addr: "127.0.0.1:{port}", headers: {{X-Content-Type-Options: [nosniff]}}
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
+    parser.add_argument("--growth", action="store_true", help="run bench/growth.py, not regbench")
     parser.add_argument("--src", type=Path, default=ROOT / "src", help="the source tree of the portside to run")
     parser.add_argument("regbench", nargs=argparse.REMAINDER, help="after --: regbench's own arguments")
     args = parser.parse_args()
@@ -144,6 +149,11 @@ def main() -> int:
         proxy = stack.enter_context(process(["nginx", "-c", str(config)], out / "nginx-stdout.log"))
         wait_http(f"http://127.0.0.1:{port}/healthz", proxy, "nginx")
 
+        user, token = replicas[0].admin
+        if args.growth:
+            growth = [sys.executable, str(ROOT / "bench" / "growth.py"), f"http://127.0.0.1:{port}", f"{user}:{token}"]
+            return subprocess.run([*growth, *extra]).returncode
+
         dist_port = free_port()
         (out / "dist.yml").write_text(distribution_config(s3, dist_port), encoding="utf-8")
         dist_env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
@@ -152,7 +162,6 @@ def main() -> int:
         )
         wait_http(f"http://127.0.0.1:{dist_port}/v2/", dist, "distribution")
 
-        user, token = replicas[0].admin
         replica_pids = [str(r.process.pid) for r in replicas if r.process is not None]
         command = [
             sys.executable,

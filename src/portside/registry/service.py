@@ -11,13 +11,26 @@ import logging
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, delete, exists, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Delete,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.sql import Executable
 
 from portside.blobs.store import BlobRead, BlobStore
 from portside.clock import now
-from portside.metadata.database import Database, Rider
+from portside.metadata.database import Database, Query, Rider
 from portside.metadata.schema import (
     blobs,
     immutable_tags,
@@ -379,6 +392,24 @@ class Registry:
         self.db.execute(conn, self._link_blob, repository_id=repository_id, digest=digest, at=at)
         return bool(inserted)
 
+    def blob_recorder(self, ending: Delete | None) -> Query | None:
+        """PostgreSQL: `link_blob` into an existing repository as one statement, ending an upload's
+        session in it too (`ending`: the DELETE of its row, None for an upload that has none); run it
+        with `record_blob`. None elsewhere (SQLite's writer takes no round trips to save)."""
+        if self.db.dialect != "postgresql":
+            return None
+        return self.db.query(_record_statement(self.db, ending))
+
+    async def record_blob(self, recorder: Query, **params: Any) -> tuple[bool, bool] | None:
+        """Run a `blob_recorder` statement (parameters: name, digest, size, location, at, and those of
+        its session's DELETE) as a transaction of its own, on the event loop: whether the session
+        ended, and whether the blob's row is new (as `link_blob` answers); None when the repository
+        does not exist yet, and nothing was written (the caller records in a transaction, which
+        creates it). On the fleet a blob PUT's record took 11 ms (p50) as a transaction of five
+        statements in a thread; one round trip instead."""
+        ((ended, inserted, repository_id),) = await self.db.commit_one(recorder, **params)
+        return None if repository_id is None else (bool(ended), bool(inserted))
+
     async def drop_duplicate(self, digest: str, location: str) -> None:
         """Delete the bytes of a blob that lost to an earlier row of the same digest: nothing
         refers to them. If the store fails, they stay for garbage collection (it lists locations)."""
@@ -714,6 +745,45 @@ def _page(conn: Connection, stmt: Select[tuple[str]], n: int | None) -> Page:
     limit = min(n, MAX_PAGE)
     items = list(conn.execute(stmt.limit(limit + 1)).scalars())
     return Page(items[:limit], more=len(items) > limit)
+
+
+def _record_statement(db: Database, ending: Delete | None) -> Executable:
+    """PostgreSQL: `link_blob`, and the end of the upload's session, as one statement; answers
+    (whether the session ended, whether the blob's row is new, the repository's id or NULL). Nothing
+    is written unless the repository exists (the session's DELETE waits for it too): a first push
+    to a repository creates it in a transaction, with its package (`on_create`). The caller holds
+    the digest's lock, as for `link_blob`; refreshing seen_at locks an existing blob's row, which
+    garbage collection locks FOR UPDATE (docs/lifecycle.md)."""
+    at, digest = bindparam("at", type_=blobs.c.seen_at.type), bindparam("digest")
+    repository = select(repositories.c.id).where(repositories.c.name == bindparam("name")).cte("repository")
+    present = exists(select(repository.c.id))
+    if ending is None:
+        go = present
+    else:
+        ended = ending.where(present).returning(literal_column("1").label("one")).cte("ended")
+        go = exists(select(ended.c.one))
+    fresh = (
+        db.insert(blobs)
+        .from_select(
+            ["digest", "size", "location", "created_at"],
+            select(digest, bindparam("size"), bindparam("location"), at).where(go),
+        )
+        .on_conflict_do_nothing(index_elements=["digest"])
+        .returning(blobs.c.digest)
+        .cte("fresh")
+    )
+    # Sees only a row that was there before the statement: a new one has its seen_at from `fresh`.
+    seen = update(blobs).where(blobs.c.digest == digest, go).values(seen_at=at).returning(blobs.c.digest).cte("seen")
+    linked = (
+        db.insert(repository_blobs)
+        .from_select(["repository_id", "digest", "created_at"], select(repository.c.id, digest, at).where(go))
+        .on_conflict_do_nothing(index_elements=["repository_id", "digest"])
+        .returning(repository_blobs.c.digest)
+        .cte("linked")
+    )
+    # PostgreSQL runs a data-modifying CTE whether or not the query reads it; add_cte renders it.
+    answer = select(go, exists(select(fresh.c.digest)), select(repository.c.id).scalar_subquery())
+    return answer.add_cte(seen, linked)
 
 
 def _mount_statement(db: Database) -> Executable:

@@ -146,15 +146,19 @@ class Uploads:
         )
         self._store_state = db.query(select(uploads.c.store_state).where(uploads.c.id == upload_id))
         self._remove = db.query(delete(uploads).where(uploads.c.id == upload_id))
-        self._remove_leased = db.query(delete(uploads).where(uploads.c.id == upload_id, uploads.c.lease == token))
+        remove_leased = delete(uploads).where(uploads.c.id == upload_id, uploads.c.lease == token)
         # An empty session claimed at the end: still empty, and nobody holding its lease.
-        self._remove_fresh = db.query(
-            delete(uploads).where(
-                uploads.c.id == upload_id,
-                uploads.c.size == 0,
-                or_(uploads.c.lease.is_(None), uploads.c.lease_until < at),
-            )
+        remove_fresh = delete(uploads).where(
+            uploads.c.id == upload_id,
+            uploads.c.size == 0,
+            or_(uploads.c.lease.is_(None), uploads.c.lease_until < at),
         )
+        self._remove_leased, self._remove_fresh = db.query(remove_leased), db.query(remove_fresh)
+        # The same ends with the blob's record, as one statement (PostgreSQL: Registry.blob_recorder);
+        # and the record of an upload that has no session row.
+        self._record_leased = registry.blob_recorder(remove_leased)
+        self._record_fresh = registry.blob_recorder(remove_fresh)
+        self._record_whole = registry.blob_recorder(None)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -377,7 +381,22 @@ class Uploads:
                 except BaseException:
                     await writer.abort()
                     raise
-                ended, recorded = await self.db.write(record)
+                recorder = (
+                    self._record_leased if leased.token else self._record_fresh if leased.row else self._record_whole
+                )
+                done = None
+                if recorder is not None:  # PostgreSQL, into an existing repository: one statement
+                    done = await self.registry.record_blob(
+                        recorder,
+                        name=name,
+                        digest=str(digest),
+                        size=size,
+                        location=location,
+                        at=now(),
+                        upload_id=upload_id,
+                        token=leased.token,
+                    )
+                ended, recorded = done if done is not None else await self.db.write(record)
             if location is not None and not recorded:
                 # The digest was stored before (another upload): its row wins and this copy goes.
                 # A session whose lease was lost recorded nothing: no row points at its copy either.
