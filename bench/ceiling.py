@@ -2,10 +2,10 @@
 through the same nginx site, in front of two Granian replicas (one worker each) of a registry stub
 that does nothing but answer correctly, or one thing more:
 
-    python bench/ceiling.py OUT_DIR --work none     # answers only (pushed sizes in files)
-    python bench/ceiling.py OUT_DIR --work read     # + one indexed PostgreSQL read per blob HEAD
-    python bench/ceiling.py OUT_DIR --work commit   # + one committed INSERT per mount
-    python bench/ceiling.py OUT_DIR --work read -- --reps 5    # regbench's arguments after --
+    python bench/ceiling.py --work none OUT_DIR     # answers only (pushed sizes in files)
+    python bench/ceiling.py --work read OUT_DIR     # + one indexed PostgreSQL read per blob HEAD
+    python bench/ceiling.py --work commit OUT_DIR   # + one committed INSERT per mount
+    python bench/ceiling.py --work read OUT_DIR -- --reps 5    # regbench's arguments after --
 
 No routing framework, no authentication, no access decision: what is left is nginx, Granian, the
 load generator (hey for blob_head, regbench's own threads for mount) and, with --work, the one
