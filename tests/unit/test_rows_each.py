@@ -4,6 +4,7 @@ trip (pinned by libpq's own trace of the protocol messages)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,27 +21,29 @@ from tests.support.server import OUTPUT
 CREATED = dt.datetime(2026, 12, 7, 5, 0, tzinfo=dt.UTC)
 
 
-@pytest.fixture
-def on_postgresql(tmp_path: Path) -> Iterator[Database]:
-    with PostgresCluster(tmp_path / "pg", OUTPUT / "logs" / "rows-each-postgres.log") as pg:
-        url = pg.create_database("each")
-        upgrade(url)
-        db = Database(make_engine(url))
-        try:
-            yield db
-        finally:
-            db.close()
-
-
-@pytest.fixture
-def on_sqlite(tmp_path: Path) -> Iterator[Database]:
-    url = f"sqlite:///{tmp_path / 'portside.db'}"
+@contextlib.contextmanager
+def _migrated(url: str) -> Iterator[Database]:
     upgrade(url)
     db = Database(make_engine(url))
     try:
         yield db
     finally:
         db.close()
+
+
+@pytest.fixture
+def on_postgresql(tmp_path: Path) -> Iterator[Database]:
+    with (
+        PostgresCluster(tmp_path / "pg", OUTPUT / "logs" / "rows-each-postgres.log") as pg,
+        _migrated(pg.create_database("each")) as db,
+    ):
+        yield db
+
+
+@pytest.fixture
+def on_sqlite(tmp_path: Path) -> Iterator[Database]:
+    with _migrated(f"sqlite:///{tmp_path / 'portside.db'}") as db:
+        yield db
 
 
 @pytest.fixture(params=["on_sqlite", "on_postgresql"])

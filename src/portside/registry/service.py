@@ -568,6 +568,7 @@ class Registry:
         # The tag this push moves: none without a tag, nor for an immutable tag pushed again with
         # its digest.
         moved = tag if tag is not None and (pattern is None or current is None) else None
+        bump = int(moved is not None)
         if labels.any:
             self.db.execute(
                 conn,
@@ -577,10 +578,9 @@ class Registry:
                 source_url=labels.source_url,
                 licenses=labels.licenses,
                 at=at,
-                bump=int(moved is not None),
+                bump=bump,
             )
         else:
-            bump = int(moved is not None)
             self.db.execute(conn, self._repository_pushed, repository_id=repository_id, at=at, bump=bump)
         inserted = self.db.rows(
             conn,
