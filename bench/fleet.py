@@ -152,7 +152,7 @@ def main() -> int:
         user, token = replicas[0].admin
         if args.growth:
             growth = [sys.executable, str(ROOT / "bench" / "growth.py"), f"http://127.0.0.1:{port}", f"{user}:{token}"]
-            return subprocess.run([*growth, *extra]).returncode
+            return subprocess.run([*growth, "--vacuum", url, *extra]).returncode
 
         dist_port = free_port()
         (out / "dist.yml").write_text(distribution_config(s3, dist_port), encoding="utf-8")

@@ -5,8 +5,12 @@ tags in the repository; a page of the catalog (n=100, first and deep) with 100 a
 repositories. Load comes from wrk (-t1 -c32, 10 s per row); the registry is filled over HTTP.
 
     python bench/growth.py http://127.0.0.1:5000 admin:<token> [--tags 100000] [--repos 10000]
+        [--vacuum postgresql://...]
 
-Prints a Markdown table (req/s and p50/p99 latency per row, small vs large).
+Prints a Markdown table (req/s and p50/p99 latency per row, small vs large). With --vacuum (a
+PostgreSQL URL), the large registry is measured again after `VACUUM ANALYZE`: the fill moves one
+tag after another in one repository, 100,000 updates of its row within minutes, which PostgreSQL's
+autovacuum cleans up a minute or so later; the extra column shows the cost once it has.
 """
 
 from __future__ import annotations
@@ -156,6 +160,7 @@ def main() -> None:
     parser.add_argument("--tags", type=int, default=100_000)
     parser.add_argument("--repos", type=int, default=10_000)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--vacuum", help="PostgreSQL URL: measure the large registry again after VACUUM ANALYZE")
     args = parser.parse_args()
     client = Client(args.url, args.auth)
     repo = "admin/growth"
@@ -186,13 +191,28 @@ def main() -> None:
     fill_tags(client, repo, manifest, 100, args.tags)
     fill_repos(client, repo, layer, 99, args.repos - 1)
     measure("large")
+    phases = ["small", "large"]
+    if args.vacuum:
+        import psycopg
+
+        print("VACUUM ANALYZE...", file=sys.stderr)
+        with psycopg.connect(args.vacuum.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+        measure("vacuumed")
+        phases.append("vacuumed")
 
     large = f"{args.tags} tags / {args.repos} repos"
-    print(f"| request | 100 tags / 100 repos: req/s, p50, p99 | {large}: req/s, p50, p99 | ratio |")
-    print("|---|---:|---:|---:|")
-    for label, phases in rows.items():
-        (r1, a1, b1), (r2, a2, b2) = phases["small"], phases["large"]
-        print(f"| {label} | {r1:,.0f}, {a1}, {b1} | {r2:,.0f}, {a2}, {b2} | {r2 / r1:.2f} |")
+    titles = ["100 tags / 100 repos", large] + ([f"{large}, after VACUUM ANALYZE"] if args.vacuum else [])
+    columns = " | ".join(f"{t}: req/s, p50, p99 | ratio" for t in titles[1:])
+    print(f"| request | {titles[0]}: req/s, p50, p99 | {columns} |")
+    print("|---|---:|" + "---:|---:|" * (len(titles) - 1))
+    for label, measured in rows.items():
+        base = measured["small"][0]
+        cells = [f"{measured['small'][0]:,.0f}, {measured['small'][1]}, {measured['small'][2]}"]
+        for phase in phases[1:]:
+            rate, p50, p99 = measured[phase]
+            cells += [f"{rate:,.0f}, {p50}, {p99}", f"{rate / base:.2f}"]
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
