@@ -362,13 +362,18 @@ class Uploads:
                     detail={"expected": str(digest), "computed": f"{digest.algorithm}:{actual}"},
                 )
 
+            # Only the lease's holder, or the first to claim an empty session, ends it; the blob is
+            # linked in the same transaction (or statement: `recorder`, on PostgreSQL).
+            if leased.token:
+                remove, recorder = self._remove_leased, self._record_leased
+            elif leased.row:
+                remove, recorder = self._remove_fresh, self._record_fresh
+            else:  # a single-request upload: no session row to end
+                remove, recorder = None, self._record_whole
+            ending = {"upload_id": upload_id, "token": leased.token}
+
             def record(conn: Connection) -> tuple[bool, bool]:
-                # Only the lease's holder, or the first to claim an empty session, ends it; the blob
-                # is linked in the same transaction.
-                if leased.token:
-                    ended = self.db.execute(conn, self._remove_leased, upload_id=upload_id, token=leased.token)
-                else:
-                    ended = not leased.row or self.db.execute(conn, self._remove_fresh, upload_id=upload_id, at=now())
+                ended = remove is None or self.db.execute(conn, remove, **ending, at=now())
                 if not ended:
                     return False, False
                 return True, self.registry.link_blob(conn, name, str(digest), size, on_create, location)
@@ -381,20 +386,10 @@ class Uploads:
                 except BaseException:
                     await writer.abort()
                     raise
-                recorder = (
-                    self._record_leased if leased.token else self._record_fresh if leased.row else self._record_whole
-                )
                 done = None
                 if recorder is not None:  # PostgreSQL, into an existing repository: one statement
                     done = await self.registry.record_blob(
-                        recorder,
-                        name=name,
-                        digest=str(digest),
-                        size=size,
-                        location=location,
-                        at=now(),
-                        upload_id=upload_id,
-                        token=leased.token,
+                        recorder, **ending, name=name, digest=str(digest), size=size, location=location, at=now()
                     )
                 ended, recorded = done if done is not None else await self.db.write(record)
             if location is not None and not recorded:
